@@ -1,1 +1,13 @@
+//! Kura's core: the OSS rules for buckets, objects and multipart uploads over a metadata
+//! store ([`meta::MetaStore`], redb by default) and immutable blob files ([`blob::BlobStore`]).
+//! Nothing here knows HTTP.
 
+pub mod blob;
+pub mod error;
+pub mod meta;
+pub mod model;
+pub mod redb_store;
+pub mod service;
+
+pub use error::{Code, Error, Result};
+pub use service::{BodySource, Config, Kura, WriteOptions};

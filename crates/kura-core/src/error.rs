@@ -1,0 +1,192 @@
+//! The one error type of the core. Each code carries its OSS name and HTTP status; the server
+//! renders it once (XML body, or `x-oss-err` on HEAD).
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    AccessDenied,
+    InvalidAccessKeyId,
+    SignatureDoesNotMatch,
+    RequestTimeTooSkewed,
+    NoSuchBucket,
+    NoSuchKey,
+    NoSuchUpload,
+    BucketAlreadyExists,
+    BucketNotEmpty,
+    FileAlreadyExists,
+    InvalidArgument,
+    InvalidDigest,
+    MalformedXML,
+    InvalidPart,
+    InvalidPartOrder,
+    EntityTooSmall,
+    EntityTooLarge,
+    InvalidBucketName,
+    InvalidObjectName,
+    TooManyBuckets,
+    MissingContentLength,
+    PreconditionFailed,
+    NotModified,
+    InvalidRange,
+    IncompleteBody,
+    RequestHeaderTooLarge,
+    MethodNotAllowed,
+    NotImplemented,
+    InternalError,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::AccessDenied => "AccessDenied",
+            Code::InvalidAccessKeyId => "InvalidAccessKeyId",
+            Code::SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            Code::RequestTimeTooSkewed => "RequestTimeTooSkewed",
+            Code::NoSuchBucket => "NoSuchBucket",
+            Code::NoSuchKey => "NoSuchKey",
+            Code::NoSuchUpload => "NoSuchUpload",
+            Code::BucketAlreadyExists => "BucketAlreadyExists",
+            Code::BucketNotEmpty => "BucketNotEmpty",
+            Code::FileAlreadyExists => "FileAlreadyExists",
+            Code::InvalidArgument => "InvalidArgument",
+            Code::InvalidDigest => "InvalidDigest",
+            Code::MalformedXML => "MalformedXML",
+            Code::InvalidPart => "InvalidPart",
+            Code::InvalidPartOrder => "InvalidPartOrder",
+            Code::EntityTooSmall => "EntityTooSmall",
+            Code::EntityTooLarge => "EntityTooLarge",
+            Code::InvalidBucketName => "InvalidBucketName",
+            Code::InvalidObjectName => "InvalidObjectName",
+            Code::TooManyBuckets => "TooManyBuckets",
+            Code::MissingContentLength => "MissingContentLength",
+            Code::PreconditionFailed => "PreconditionFailed",
+            Code::NotModified => "NotModified",
+            Code::InvalidRange => "InvalidRange",
+            Code::IncompleteBody => "IncompleteBody",
+            Code::RequestHeaderTooLarge => "RequestHeaderTooLarge",
+            Code::MethodNotAllowed => "MethodNotAllowed",
+            Code::NotImplemented => "NotImplemented",
+            Code::InternalError => "InternalError",
+        }
+    }
+
+    pub fn status(self) -> u16 {
+        match self {
+            Code::AccessDenied
+            | Code::InvalidAccessKeyId
+            | Code::SignatureDoesNotMatch
+            | Code::RequestTimeTooSkewed => 403,
+            Code::NoSuchBucket | Code::NoSuchKey | Code::NoSuchUpload => 404,
+            Code::BucketAlreadyExists | Code::BucketNotEmpty | Code::FileAlreadyExists => 409,
+            Code::MissingContentLength => 411,
+            Code::PreconditionFailed => 412,
+            Code::NotModified => 304,
+            Code::InvalidRange => 416,
+            Code::MethodNotAllowed => 405,
+            Code::NotImplemented => 501,
+            Code::InternalError => 500,
+            _ => 400,
+        }
+    }
+
+    fn default_message(self) -> &'static str {
+        match self {
+            Code::AccessDenied => "You have no right to access this object.",
+            Code::InvalidAccessKeyId => "The OSS Access Key Id you provided does not exist in our records.",
+            Code::SignatureDoesNotMatch => "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
+            Code::RequestTimeTooSkewed => "The difference between the request time and the current time is too large.",
+            Code::NoSuchBucket => "The specified bucket does not exist.",
+            Code::NoSuchKey => "The specified key does not exist.",
+            Code::NoSuchUpload => "The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.",
+            Code::BucketAlreadyExists => "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.",
+            Code::BucketNotEmpty => "The bucket you tried to delete is not empty.",
+            Code::FileAlreadyExists => "The object you specified already exists and can not be overwritten.",
+            Code::InvalidArgument => "Invalid argument.",
+            Code::InvalidDigest => "The Content-MD5 you specified was invalid.",
+            Code::MalformedXML => "The XML you provided was not well-formed or did not validate against our published schema.",
+            Code::InvalidPart => "One or more of the specified parts could not be found or the specified entity tag might not have matched the part's entity tag.",
+            Code::InvalidPartOrder => "The list of parts was not in ascending order. Parts must be ordered by part number.",
+            Code::EntityTooSmall => "Your proposed upload is smaller than the minimum allowed size.",
+            Code::EntityTooLarge => "Your proposed upload exceeds the maximum allowed size.",
+            Code::InvalidBucketName => "The specified bucket is not valid.",
+            Code::InvalidObjectName => "The specified object name is not valid.",
+            Code::TooManyBuckets => "You have attempted to create more buckets than allowed.",
+            Code::MissingContentLength => "You must provide the Content-Length HTTP header.",
+            Code::PreconditionFailed => "At least one of the pre-conditions you specified did not hold.",
+            Code::NotModified => "Not Modified",
+            Code::InvalidRange => "The requested range cannot be satisfied",
+            Code::IncompleteBody => "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+            Code::RequestHeaderTooLarge => "Your request header is too large.",
+            Code::MethodNotAllowed => "The specified method is not allowed against this resource.",
+            Code::NotImplemented => "A header or operation you provided implies functionality that is not implemented.",
+            Code::InternalError => "We encountered an internal error. Please try again.",
+        }
+    }
+}
+
+/// An error as the client will see it: code, message and the optional detail elements.
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub code: Code,
+    pub message: String,
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+    pub upload_id: Option<String>,
+    pub argument: Option<(String, String)>,
+    pub server_time: Option<String>,
+    pub string_to_sign: Option<String>,
+    pub access_key_id: Option<String>,
+}
+
+impl Error {
+    pub fn new(code: Code) -> Self {
+        Error {
+            code,
+            message: code.default_message().to_string(),
+            bucket: None,
+            key: None,
+            upload_id: None,
+            argument: None,
+            server_time: None,
+            string_to_sign: None,
+            access_key_id: None,
+        }
+    }
+    pub fn msg(code: Code, message: impl Into<String>) -> Self {
+        let mut e = Error::new(code);
+        e.message = message.into();
+        e
+    }
+    pub fn invalid_argument(message: impl Into<String>, name: &str, value: &str) -> Self {
+        let mut e = Error::msg(Code::InvalidArgument, message);
+        e.argument = Some((name.to_string(), value.to_string()));
+        e
+    }
+    pub fn internal(what: impl fmt::Display) -> Self {
+        tracing::error!(error = %what, "internal error");
+        Error::new(Code::InternalError)
+    }
+    pub fn with_bucket(mut self, b: &str) -> Self {
+        self.bucket = Some(b.to_string());
+        self
+    }
+    pub fn with_key(mut self, k: &str) -> Self {
+        self.key = Some(k.to_string());
+        self
+    }
+    pub fn with_upload(mut self, u: &str) -> Self {
+        self.upload_id = Some(u.to_string());
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;

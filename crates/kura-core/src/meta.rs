@@ -1,0 +1,166 @@
+//! The metadata store: one trait shaped by the operations, so that each backend runs each
+//! operation as one transaction of its own (redb here; PostgreSQL can follow). Rules that
+//! must hold inside a transaction (the Complete checks) are pure functions here, shared by
+//! every backend.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::error::{Code, Error, Result};
+use crate::model::*;
+
+/// Everything CompleteMultipartUpload needs, decided before the transaction starts.
+#[derive(Debug, Clone)]
+pub struct CompleteRequest {
+    pub bucket: String,
+    pub key: String,
+    pub upload_id: String,
+    pub selection: PartSelection,
+    pub forbid_overwrite: bool,
+    /// `x-oss-object-acl` on Complete; None keeps the ACL given at Initiate.
+    pub acl: Option<ObjectAcl>,
+    pub min_part_size: u64,
+    pub now_ms: u64,
+    /// When the blobs this transaction drops may be deleted.
+    pub delete_due_ms: u64,
+}
+
+pub trait MetaStore: Send + Sync + 'static {
+    /// Creates the bucket; if it exists, updates its ACL when `acl_given`. Returns true if created.
+    fn create_bucket(&self, rec: &BucketRecord, acl_given: bool, max_buckets: usize) -> Result<bool>;
+    fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>>;
+    fn list_buckets(&self) -> Result<Vec<BucketRecord>>;
+    fn set_bucket_acl(&self, name: &str, acl: Acl) -> Result<()>;
+    /// NoSuchBucket, or BucketNotEmpty while any object or unfinished upload remains.
+    fn delete_bucket(&self, name: &str) -> Result<()>;
+
+    /// Writes the object; the blobs of any object it replaces are queued for deletion.
+    fn put_object(&self, bucket: &str, key: &str, rec: &ObjectRecord, forbid_overwrite: bool, delete_due_ms: u64) -> Result<()>;
+    fn get_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>>;
+    /// Removes the object if present (no error if absent; NoSuchBucket if the bucket is gone).
+    fn delete_object(&self, bucket: &str, key: &str, delete_due_ms: u64) -> Result<()>;
+    fn set_object_acl(&self, bucket: &str, key: &str, acl: ObjectAcl) -> Result<()>;
+    /// Objects whose key starts with `prefix` and sorts after `after`, in key order.
+    fn scan_objects(&self, bucket: &str, prefix: &str, after: &str, limit: usize) -> Result<Vec<(String, ObjectRecord)>>;
+
+    fn create_upload(&self, bucket: &str, rec: &UploadRecord) -> Result<()>;
+    fn get_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Option<UploadRecord>>;
+    /// Records a part, replacing (and queueing the blob of) an earlier one with the same
+    /// number. NoSuchUpload if the upload is gone: the caller then deletes its blob.
+    fn put_part(&self, bucket: &str, key: &str, upload_id: &str, part_number: u32, rec: &PartRecord, delete_due_ms: u64) -> Result<()>;
+    fn scan_parts(&self, upload_id: &str, after: u32, limit: usize) -> Result<Vec<(u32, PartRecord)>>;
+    /// Uploads with key starting with `prefix` and (key, upload id) after `after`.
+    fn scan_uploads(&self, bucket: &str, prefix: &str, after: (&str, &str), limit: usize) -> Result<Vec<UploadRecord>>;
+    /// Validates and completes in one transaction; a retry with the same selection after
+    /// success returns the stored answer.
+    fn complete_upload(&self, req: &CompleteRequest) -> Result<CompletedUpload>;
+    /// Drops the upload and queues its parts' blobs.
+    fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str, delete_due_ms: u64) -> Result<()>;
+
+    /// Blobs whose deletion is due.
+    fn due_deletions(&self, now_ms: u64, limit: usize) -> Result<Vec<String>>;
+    fn forget_deletions(&self, blobs: &[String]) -> Result<()>;
+    /// Every blob that metadata refers to (objects, parts, pending deletions).
+    fn referenced_blobs(&self) -> Result<HashSet<String>>;
+    /// Forgets completed-upload answers older than `before_ms`.
+    fn expire_completed(&self, before_ms: u64) -> Result<usize>;
+}
+
+/// The Complete checks, in the order oss-api.md §5.4 gives: ascending part numbers, each part
+/// present with a matching ETag, every part but the last at least `min_part_size`. Returns
+/// the chosen parts in order.
+pub fn choose_parts(
+    selection: &PartSelection,
+    stored: &BTreeMap<u32, PartRecord>,
+    min_part_size: u64,
+) -> Result<Vec<(u32, PartRecord)>> {
+    let chosen: Vec<(u32, PartRecord)> = match selection {
+        PartSelection::All => stored.iter().map(|(n, p)| (*n, p.clone())).collect(),
+        PartSelection::Listed(list) => {
+            let mut prev = 0u32;
+            for (n, _) in list {
+                if *n <= prev {
+                    return Err(Error::new(Code::InvalidPartOrder));
+                }
+                prev = *n;
+            }
+            let mut out = Vec::with_capacity(list.len());
+            for (n, etag) in list {
+                match stored.get(n) {
+                    Some(p) if p.etag.eq_ignore_ascii_case(etag) => out.push((*n, p.clone())),
+                    _ => {
+                        return Err(Error::msg(
+                            Code::InvalidPart,
+                            format!("Part {n} was not uploaded or its ETag does not match."),
+                        ))
+                    }
+                }
+            }
+            out
+        }
+    };
+    if chosen.is_empty() {
+        return Err(Error::msg(Code::MalformedXML, "The part list is empty."));
+    }
+    if let Some(pos) = chosen[..chosen.len() - 1].iter().position(|(_, p)| p.size < min_part_size) {
+        let (n, p) = &chosen[pos];
+        return Err(Error::msg(
+            Code::EntityTooSmall,
+            format!("Part {n} is {} bytes; every part but the last must be at least {min_part_size} bytes.", p.size),
+        ));
+    }
+    Ok(chosen)
+}
+
+/// Builds the object record of a completed upload from its chosen parts: extents in order,
+/// multipart ETag, combined CRC-64. No byte is read.
+pub fn object_from_parts(upload: &UploadRecord, parts: &[(u32, PartRecord)], acl: Option<ObjectAcl>, now_ms: u64) -> ObjectRecord {
+    let etag = kura_proto::etag::multipart(parts.iter().map(|(_, p)| p.etag.as_str()));
+    let crc64 = kura_proto::crc64::combine_all(parts.iter().map(|(_, p)| (p.crc64, p.size)));
+    ObjectRecord {
+        etag,
+        size: parts.iter().map(|(_, p)| p.size).sum(),
+        crc64,
+        content_md5: None,
+        last_modified_ms: now_ms,
+        object_type: ObjectType::Multipart,
+        storage_class: upload.storage_class.clone(),
+        acl: acl.unwrap_or(upload.acl),
+        headers: upload.headers.clone(),
+        extents: parts
+            .iter()
+            .map(|(_, p)| Extent { blob: p.blob.clone(), len: p.size })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(etag: &str, size: u64) -> PartRecord {
+        PartRecord { etag: etag.into(), size, crc64: 0, last_modified_ms: 0, blob: format!("b{etag}") }
+    }
+
+    fn stored() -> BTreeMap<u32, PartRecord> {
+        BTreeMap::from([(1, part("A", 200)), (2, part("B", 200)), (5, part("C", 10))])
+    }
+
+    fn listed(v: &[(u32, &str)]) -> PartSelection {
+        PartSelection::Listed(v.iter().map(|(n, e)| (*n, e.to_string())).collect())
+    }
+
+    #[test]
+    fn complete_rules() {
+        let s = stored();
+        assert_eq!(choose_parts(&listed(&[(1, "a"), (5, "C")]), &s, 100).unwrap().len(), 2);
+        assert_eq!(choose_parts(&PartSelection::All, &s, 100).unwrap().len(), 3);
+        let code = |sel: PartSelection, min| choose_parts(&sel, &s, min).unwrap_err().code;
+        assert_eq!(code(listed(&[(2, "B"), (1, "A")]), 100), Code::InvalidPartOrder);
+        assert_eq!(code(listed(&[(1, "A"), (1, "A")]), 100), Code::InvalidPartOrder);
+        assert_eq!(code(listed(&[(1, "A"), (3, "B")]), 100), Code::InvalidPart);
+        assert_eq!(code(listed(&[(1, "X")]), 100), Code::InvalidPart);
+        assert_eq!(code(listed(&[(5, "C"), (6, "D")]), 100), Code::InvalidPart);
+        assert_eq!(code(listed(&[(1, "A"), (2, "B")]), 201), Code::EntityTooSmall);
+        assert_eq!(code(listed(&[]), 1), Code::MalformedXML);
+    }
+}

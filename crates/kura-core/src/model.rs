@@ -1,0 +1,178 @@
+//! The records the metadata store keeps. Times are epoch milliseconds; ETags are stored
+//! unquoted, uppercase.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Acl {
+    #[default]
+    Private,
+    PublicRead,
+    PublicReadWrite,
+}
+
+impl Acl {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Acl::Private => "private",
+            Acl::PublicRead => "public-read",
+            Acl::PublicReadWrite => "public-read-write",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Acl> {
+        match s {
+            "private" => Some(Acl::Private),
+            "public-read" => Some(Acl::PublicRead),
+            "public-read-write" => Some(Acl::PublicReadWrite),
+            _ => None,
+        }
+    }
+}
+
+/// An object's ACL: `default` follows the bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum ObjectAcl {
+    #[default]
+    Default,
+    Set(Acl),
+}
+
+impl ObjectAcl {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectAcl::Default => "default",
+            ObjectAcl::Set(a) => a.as_str(),
+        }
+    }
+    pub fn parse(s: &str) -> Option<ObjectAcl> {
+        if s == "default" {
+            Some(ObjectAcl::Default)
+        } else {
+            Acl::parse(s).map(ObjectAcl::Set)
+        }
+    }
+    /// The ACL in force given the bucket's.
+    pub fn effective(self, bucket: Acl) -> Acl {
+        match self {
+            ObjectAcl::Default => bucket,
+            ObjectAcl::Set(a) => a,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketRecord {
+    pub name: String,
+    pub created_ms: u64,
+    pub acl: Acl,
+    pub storage_class: String,
+}
+
+/// HTTP headers stored with an object and replayed on GET/HEAD.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectHeaders {
+    pub content_type: String,
+    pub cache_control: Option<String>,
+    pub content_disposition: Option<String>,
+    pub content_encoding: Option<String>,
+    pub content_language: Option<String>,
+    pub expires: Option<String>,
+    /// `x-oss-meta-*` with the prefix removed, names lowercase.
+    pub user_meta: Vec<(String, String)>,
+}
+
+/// A piece of an object: a whole blob file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extent {
+    pub blob: String,
+    pub len: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObjectType {
+    Normal,
+    Multipart,
+}
+
+impl ObjectType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectType::Normal => "Normal",
+            ObjectType::Multipart => "Multipart",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRecord {
+    pub etag: String,
+    pub size: u64,
+    pub crc64: u64,
+    /// base64 MD5 of the bytes, for Normal objects.
+    pub content_md5: Option<String>,
+    pub last_modified_ms: u64,
+    pub object_type: ObjectType,
+    pub storage_class: String,
+    pub acl: ObjectAcl,
+    pub headers: ObjectHeaders,
+    pub extents: Vec<Extent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    pub upload_id: String,
+    pub key: String,
+    pub initiated_ms: u64,
+    pub storage_class: String,
+    pub acl: ObjectAcl,
+    pub headers: ObjectHeaders,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRecord {
+    pub etag: String,
+    pub size: u64,
+    pub crc64: u64,
+    pub last_modified_ms: u64,
+    pub blob: String,
+}
+
+/// What CompleteMultipartUpload answered, kept so that a retry gets the same answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletedUpload {
+    pub bucket: String,
+    pub key: String,
+    /// Identifies the requested part list (or "all"); a retry must match it.
+    pub request_fingerprint: String,
+    pub etag: String,
+    pub crc64: u64,
+    pub size: u64,
+    pub completed_ms: u64,
+}
+
+/// Which parts a Complete asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartSelection {
+    /// `x-oss-complete-all: yes`: every uploaded part, by number.
+    All,
+    /// (part number, normalized ETag) as listed in the request body.
+    Listed(Vec<(u32, String)>),
+}
+
+impl PartSelection {
+    pub fn fingerprint(&self) -> String {
+        match self {
+            PartSelection::All => "all".to_string(),
+            PartSelection::Listed(v) => {
+                let mut s = String::with_capacity(v.len() * 40);
+                for (n, e) in v {
+                    s.push_str(&n.to_string());
+                    s.push(':');
+                    s.push_str(e);
+                    s.push(',');
+                }
+                s
+            }
+        }
+    }
+}

@@ -1,0 +1,497 @@
+//! The embedded metadata backend on redb. Each trait call is one redb transaction; write
+//! transactions are durable (fsynced) when they commit. Values are JSON (small, debuggable,
+//! and the schema can grow with `#[serde(default)]`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::error::{Code, Error, Result};
+use crate::meta::{choose_parts, object_from_parts, CompleteRequest, MetaStore};
+use crate::model::*;
+
+const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
+/// (bucket, key) -> ObjectRecord
+const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("objects");
+/// (bucket, key, upload id) -> UploadRecord; upload ids sort by initiation time.
+const UPLOADS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("uploads");
+/// (upload id, part number) -> PartRecord: one row per part, so the 5,000th costs what the first did.
+const PARTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("parts");
+/// upload id -> CompletedUpload, for idempotent Complete retries.
+const COMPLETED: TableDefinition<&str, &[u8]> = TableDefinition::new("completed");
+/// blob id -> due time (ms): blobs no metadata refers to any more, deleted by the sweeper.
+const DELETIONS: TableDefinition<&str, u64> = TableDefinition::new("deletions");
+
+pub struct RedbStore {
+    db: Database,
+}
+
+fn db_err(e: impl std::fmt::Display) -> Error {
+    Error::internal(format!("metadata store: {e}"))
+}
+
+fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(db_err)
+}
+
+fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
+    serde_json::from_slice(b).map_err(db_err)
+}
+
+fn no_such_bucket(b: &str) -> Error {
+    Error::new(Code::NoSuchBucket).with_bucket(b)
+}
+
+fn no_such_upload(u: &str) -> Error {
+    Error::new(Code::NoSuchUpload).with_upload(u)
+}
+
+/// The smallest string greater than every string starting with `prefix` is not expressible,
+/// so range scans use `prefix..` and stop at the first key without the prefix.
+fn has_prefix(s: &str, prefix: &str) -> bool {
+    s.starts_with(prefix)
+}
+
+impl RedbStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Database::create(path).map_err(db_err)?;
+        let txn = db.begin_write().map_err(db_err)?;
+        {
+            txn.open_table(BUCKETS).map_err(db_err)?;
+            txn.open_table(OBJECTS).map_err(db_err)?;
+            txn.open_table(UPLOADS).map_err(db_err)?;
+            txn.open_table(PARTS).map_err(db_err)?;
+            txn.open_table(COMPLETED).map_err(db_err)?;
+            txn.open_table(DELETIONS).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(RedbStore { db })
+    }
+}
+
+impl MetaStore for RedbStore {
+    fn create_bucket(&self, rec: &BucketRecord, acl_given: bool, max_buckets: usize) -> Result<bool> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let created;
+        {
+            let mut t = txn.open_table(BUCKETS).map_err(db_err)?;
+            let existing: Option<BucketRecord> = match t.get(rec.name.as_str()).map_err(db_err)? {
+                Some(v) => Some(dec(v.value())?),
+                None => None,
+            };
+            match existing {
+                Some(mut b) => {
+                    created = false;
+                    if acl_given && b.acl != rec.acl {
+                        b.acl = rec.acl;
+                        t.insert(rec.name.as_str(), enc(&b)?.as_slice()).map_err(db_err)?;
+                    }
+                }
+                None => {
+                    if t.len().map_err(db_err)? as usize >= max_buckets {
+                        return Err(Error::new(Code::TooManyBuckets));
+                    }
+                    created = true;
+                    t.insert(rec.name.as_str(), enc(rec)?.as_slice()).map_err(db_err)?;
+                }
+            }
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(created)
+    }
+
+    fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(BUCKETS).map_err(db_err)?;
+        match t.get(name).map_err(db_err)? {
+            Some(v) => Ok(Some(dec(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(BUCKETS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(db_err)? {
+            let (_, v) = item.map_err(db_err)?;
+            out.push(dec(v.value())?);
+        }
+        Ok(out)
+    }
+
+    fn set_bucket_acl(&self, name: &str, acl: Acl) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = txn.open_table(BUCKETS).map_err(db_err)?;
+            let mut b: BucketRecord = match t.get(name).map_err(db_err)? {
+                Some(v) => dec(v.value())?,
+                None => return Err(no_such_bucket(name)),
+            };
+            b.acl = acl;
+            t.insert(name, enc(&b)?.as_slice()).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    fn delete_bucket(&self, name: &str) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+            if buckets.get(name).map_err(db_err)?.is_none() {
+                return Err(no_such_bucket(name));
+            }
+            let objects = txn.open_table(OBJECTS).map_err(db_err)?;
+            let has_object = objects
+                .range((name, "")..)
+                .map_err(db_err)?
+                .next()
+                .transpose()
+                .map_err(db_err)?
+                .is_some_and(|(k, _)| k.value().0 == name);
+            let uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+            let has_upload = uploads
+                .range((name, "", "")..)
+                .map_err(db_err)?
+                .next()
+                .transpose()
+                .map_err(db_err)?
+                .is_some_and(|(k, _)| k.value().0 == name);
+            if has_object || has_upload {
+                return Err(Error::new(Code::BucketNotEmpty).with_bucket(name));
+            }
+            buckets.remove(name).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    fn put_object(&self, bucket: &str, key: &str, rec: &ObjectRecord, forbid_overwrite: bool, delete_due_ms: u64) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+            if buckets.get(bucket).map_err(db_err)?.is_none() {
+                return Err(no_such_bucket(bucket));
+            }
+            let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
+            let old: Option<ObjectRecord> = match objects.get((bucket, key)).map_err(db_err)? {
+                Some(v) => Some(dec(v.value())?),
+                None => None,
+            };
+            if let Some(old) = old {
+                if forbid_overwrite {
+                    return Err(Error::new(Code::FileAlreadyExists).with_key(key));
+                }
+                let mut del = txn.open_table(DELETIONS).map_err(db_err)?;
+                for e in &old.extents {
+                    del.insert(e.blob.as_str(), delete_due_ms).map_err(db_err)?;
+                }
+            }
+            objects.insert((bucket, key), enc(rec)?.as_slice()).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    fn get_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(OBJECTS).map_err(db_err)?;
+        match t.get((bucket, key)).map_err(db_err)? {
+            Some(v) => Ok(Some(dec(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn delete_object(&self, bucket: &str, key: &str, delete_due_ms: u64) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+            if buckets.get(bucket).map_err(db_err)?.is_none() {
+                return Err(no_such_bucket(bucket));
+            }
+            let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
+            let old = objects.remove((bucket, key)).map_err(db_err)?;
+            if let Some(old) = old {
+                let old: ObjectRecord = dec(old.value())?;
+                let mut del = txn.open_table(DELETIONS).map_err(db_err)?;
+                for e in &old.extents {
+                    del.insert(e.blob.as_str(), delete_due_ms).map_err(db_err)?;
+                }
+            }
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    fn set_object_acl(&self, bucket: &str, key: &str, acl: ObjectAcl) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
+            let mut rec: ObjectRecord = match objects.get((bucket, key)).map_err(db_err)? {
+                Some(v) => dec(v.value())?,
+                None => return Err(Error::new(Code::NoSuchKey).with_key(key)),
+            };
+            rec.acl = acl;
+            objects.insert((bucket, key), enc(&rec)?.as_slice()).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    fn scan_objects(&self, bucket: &str, prefix: &str, after: &str, limit: usize) -> Result<Vec<(String, ObjectRecord)>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(OBJECTS).map_err(db_err)?;
+        let start = if after >= prefix { after } else { prefix };
+        let mut out = Vec::new();
+        for item in t.range((bucket, start)..).map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            let (b, key) = k.value();
+            if b != bucket || !has_prefix(key, prefix) {
+                break;
+            }
+            if key <= after {
+                continue;
+            }
+            out.push((key.to_string(), dec(v.value())?));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn create_upload(&self, bucket: &str, rec: &UploadRecord) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+            if buckets.get(bucket).map_err(db_err)?.is_none() {
+                return Err(no_such_bucket(bucket));
+            }
+            let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+            uploads
+                .insert((bucket, rec.key.as_str(), rec.upload_id.as_str()), enc(rec)?.as_slice())
+                .map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    fn get_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Option<UploadRecord>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(UPLOADS).map_err(db_err)?;
+        match t.get((bucket, key, upload_id)).map_err(db_err)? {
+            Some(v) => Ok(Some(dec(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_part(&self, bucket: &str, key: &str, upload_id: &str, part_number: u32, rec: &PartRecord, delete_due_ms: u64) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+            if uploads.get((bucket, key, upload_id)).map_err(db_err)?.is_none() {
+                return Err(no_such_upload(upload_id));
+            }
+            let mut parts = txn.open_table(PARTS).map_err(db_err)?;
+            let old = parts
+                .insert((upload_id, part_number), enc(rec)?.as_slice())
+                .map_err(db_err)?;
+            if let Some(old) = old {
+                let old: PartRecord = dec(old.value())?;
+                let mut del = txn.open_table(DELETIONS).map_err(db_err)?;
+                del.insert(old.blob.as_str(), delete_due_ms).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    fn scan_parts(&self, upload_id: &str, after: u32, limit: usize) -> Result<Vec<(u32, PartRecord)>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(PARTS).map_err(db_err)?;
+        let mut out = Vec::new();
+        let Some(first) = after.checked_add(1) else { return Ok(out) };
+        for item in t.range((upload_id, first)..=(upload_id, u32::MAX)).map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            out.push((k.value().1, dec(v.value())?));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn scan_uploads(&self, bucket: &str, prefix: &str, after: (&str, &str), limit: usize) -> Result<Vec<UploadRecord>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(UPLOADS).map_err(db_err)?;
+        let start = if after.0 >= prefix { after.0 } else { prefix };
+        let mut out = Vec::new();
+        for item in t.range((bucket, start, "")..).map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            let (b, key, id) = k.value();
+            if b != bucket || !has_prefix(key, prefix) {
+                break;
+            }
+            if (key, id) <= after {
+                continue;
+            }
+            out.push(dec(v.value())?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn complete_upload(&self, req: &CompleteRequest) -> Result<CompletedUpload> {
+        let (bucket, key, upload_id) = (req.bucket.as_str(), req.key.as_str(), req.upload_id.as_str());
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let outcome;
+        {
+            let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+            let upload: UploadRecord = match uploads.get((bucket, key, upload_id)).map_err(db_err)? {
+                Some(v) => dec(v.value())?,
+                None => {
+                    // A retry of a Complete that succeeded gets the same answer.
+                    let completed = txn.open_table(COMPLETED).map_err(db_err)?;
+                    if let Some(v) = completed.get(upload_id).map_err(db_err)? {
+                        let c: CompletedUpload = dec(v.value())?;
+                        if c.bucket == bucket && c.key == key && c.request_fingerprint == req.selection.fingerprint() {
+                            return Ok(c);
+                        }
+                    }
+                    return Err(no_such_upload(upload_id));
+                }
+            };
+            let mut parts = txn.open_table(PARTS).map_err(db_err)?;
+            let mut stored = BTreeMap::new();
+            for item in parts.range((upload_id, 0)..=(upload_id, u32::MAX)).map_err(db_err)? {
+                let (k, v) = item.map_err(db_err)?;
+                stored.insert(k.value().1, dec::<PartRecord>(v.value())?);
+            }
+            let chosen = choose_parts(&req.selection, &stored, req.min_part_size)?;
+            let rec = object_from_parts(&upload, &chosen, req.acl, req.now_ms);
+
+            let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
+            let mut del = txn.open_table(DELETIONS).map_err(db_err)?;
+            if let Some(old) = objects.get((bucket, key)).map_err(db_err)? {
+                if req.forbid_overwrite {
+                    return Err(Error::new(Code::FileAlreadyExists).with_key(key));
+                }
+                let old: ObjectRecord = dec(old.value())?;
+                for e in &old.extents {
+                    del.insert(e.blob.as_str(), req.delete_due_ms).map_err(db_err)?;
+                }
+            }
+            // Parts not listed are discarded.
+            let used: HashSet<u32> = chosen.iter().map(|(n, _)| *n).collect();
+            for (n, p) in &stored {
+                if !used.contains(n) {
+                    del.insert(p.blob.as_str(), req.delete_due_ms).map_err(db_err)?;
+                }
+            }
+            objects.insert((bucket, key), enc(&rec)?.as_slice()).map_err(db_err)?;
+            parts
+                .extract_from_if((upload_id, 0)..=(upload_id, u32::MAX), |_, _| true)
+                .map_err(db_err)?
+                .for_each(drop);
+            uploads.remove((bucket, key, upload_id)).map_err(db_err)?;
+            outcome = CompletedUpload {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                request_fingerprint: req.selection.fingerprint(),
+                etag: rec.etag.clone(),
+                crc64: rec.crc64,
+                size: rec.size,
+                completed_ms: req.now_ms,
+            };
+            let mut completed = txn.open_table(COMPLETED).map_err(db_err)?;
+            completed.insert(upload_id, enc(&outcome)?.as_slice()).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(outcome)
+    }
+
+    fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str, delete_due_ms: u64) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+            if uploads.remove((bucket, key, upload_id)).map_err(db_err)?.is_none() {
+                return Err(no_such_upload(upload_id));
+            }
+            let mut parts = txn.open_table(PARTS).map_err(db_err)?;
+            let mut del = txn.open_table(DELETIONS).map_err(db_err)?;
+            for item in parts
+                .extract_from_if((upload_id, 0)..=(upload_id, u32::MAX), |_, _| true)
+                .map_err(db_err)?
+            {
+                let (_, v) = item.map_err(db_err)?;
+                let p: PartRecord = dec(v.value())?;
+                del.insert(p.blob.as_str(), delete_due_ms).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    fn due_deletions(&self, now_ms: u64, limit: usize) -> Result<Vec<String>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(DELETIONS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            if v.value() <= now_ms {
+                out.push(k.value().to_string());
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn forget_deletions(&self, blobs: &[String]) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = txn.open_table(DELETIONS).map_err(db_err)?;
+            for b in blobs {
+                t.remove(b.as_str()).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    fn referenced_blobs(&self) -> Result<HashSet<String>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let mut out = HashSet::new();
+        for item in txn.open_table(OBJECTS).map_err(db_err)?.iter().map_err(db_err)? {
+            let (_, v) = item.map_err(db_err)?;
+            let rec: ObjectRecord = dec(v.value())?;
+            out.extend(rec.extents.into_iter().map(|e| e.blob));
+        }
+        for item in txn.open_table(PARTS).map_err(db_err)?.iter().map_err(db_err)? {
+            let (_, v) = item.map_err(db_err)?;
+            out.insert(dec::<PartRecord>(v.value())?.blob);
+        }
+        for item in txn.open_table(DELETIONS).map_err(db_err)?.iter().map_err(db_err)? {
+            let (k, _) = item.map_err(db_err)?;
+            out.insert(k.value().to_string());
+        }
+        Ok(out)
+    }
+
+    fn expire_completed(&self, before_ms: u64) -> Result<usize> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let mut n = 0;
+        {
+            let mut t = txn.open_table(COMPLETED).map_err(db_err)?;
+            t.retain(|_, v| {
+                let keep = serde_json::from_slice::<CompletedUpload>(v)
+                    .map(|c| c.completed_ms >= before_ms)
+                    .unwrap_or(false);
+                if !keep {
+                    n += 1;
+                }
+                keep
+            })
+            .map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(n)
+    }
+}

@@ -1,0 +1,671 @@
+//! The core service: the rules of the OSS API over the metadata store and the blob files.
+//! No HTTP type crosses into here; the server hands over typed inputs and a body source.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::blob::{BlobInfo, BlobStore};
+use crate::error::{Code, Error, Result};
+use crate::meta::{CompleteRequest, MetaStore};
+use crate::model::*;
+use crate::redb_store::RedbStore;
+use kura_proto::timefmt::now_millis;
+
+pub const MAX_PART_NUMBER: u32 = 10_000;
+pub const MAX_KEY_LEN: usize = 1023;
+pub const MAX_LIST: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Region reported by bucket info and location (`cn-hangzhou`).
+    pub region: String,
+    /// Smallest size of every part but the last at Complete (102,400 bytes on OSS).
+    pub min_part_size: u64,
+    /// Largest part and largest single PutObject body (5 GiB).
+    pub max_body_size: u64,
+    pub max_buckets: usize,
+    /// How long a dropped blob stays on disk before the sweeper removes it.
+    pub deletion_grace: Duration,
+    /// How long a Complete's answer is kept for retries.
+    pub completed_retention: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            region: "cn-hangzhou".into(),
+            min_part_size: 102_400,
+            max_body_size: 5 * 1024 * 1024 * 1024,
+            max_buckets: 100,
+            deletion_grace: Duration::from_secs(60),
+            completed_retention: Duration::from_secs(2 * 24 * 3600),
+        }
+    }
+}
+
+/// A request body as the core sees it: chunks until None.
+pub trait BodySource: Send {
+    fn next_chunk(&mut self) -> impl Future<Output = Option<Result<Bytes>>> + Send;
+}
+
+/// Options stored with a new object or upload.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    pub headers: ObjectHeaders,
+    pub acl: ObjectAcl,
+    pub storage_class: String,
+    pub forbid_overwrite: bool,
+    /// Content-MD5 sent by the client; a mismatch is InvalidDigest and nothing is stored.
+    pub content_md5: Option<[u8; 16]>,
+}
+
+pub struct ObjectListing {
+    pub objects: Vec<(String, ObjectRecord)>,
+    pub common_prefixes: Vec<String>,
+    pub truncated: bool,
+    /// The last key or common prefix returned, when truncated.
+    pub next_marker: Option<String>,
+}
+
+pub struct UploadListing {
+    pub uploads: Vec<UploadRecord>,
+    pub common_prefixes: Vec<String>,
+    pub truncated: bool,
+    pub next_key_marker: String,
+    pub next_upload_id_marker: String,
+}
+
+pub struct PartListing {
+    pub upload: UploadRecord,
+    pub parts: Vec<(u32, PartRecord)>,
+    pub truncated: bool,
+    pub next_marker: u32,
+}
+
+pub struct Kura {
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<BlobStore>,
+    cfg: Config,
+    last_upload_stamp: AtomicU64,
+}
+
+/// Validates a bucket name: 3..63 of `[a-z0-9-]`, starting and ending with a letter or digit.
+pub fn check_bucket_name(name: &str) -> Result<()> {
+    let b = name.as_bytes();
+    let ok = (3..=63).contains(&b.len())
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-';
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(Code::InvalidBucketName).with_bucket(name))
+    }
+}
+
+/// Validates an object key: 1..1023 bytes, not starting with `/` or `\`. A key is only ever a
+/// metadata key, never a path, so `../x` is an ordinary name.
+pub fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(Error::msg(Code::InvalidObjectName, "The length of the object name must be between 1 and 1023 bytes."));
+    }
+    if key.starts_with('/') || key.starts_with('\\') {
+        return Err(Error::msg(Code::InvalidObjectName, "The object name must not start with '/' or '\\'."));
+    }
+    Ok(())
+}
+
+pub fn check_part_number(n: &str) -> Result<u32> {
+    match n.parse::<u32>() {
+        Ok(v) if (1..=MAX_PART_NUMBER).contains(&v) => Ok(v),
+        _ => Err(Error::invalid_argument(
+            "Part number must be an integer between 1 and 10000, inclusive.",
+            "partNumber",
+            n,
+        )),
+    }
+}
+
+/// The common prefix of `key` under `prefix` and `delimiter`, if the key has one.
+fn common_prefix<'a>(key: &'a str, prefix: &str, delimiter: &str) -> Option<&'a str> {
+    if delimiter.is_empty() {
+        return None;
+    }
+    let rest = key.get(prefix.len()..)?;
+    rest.find(delimiter).map(|i| &key[..prefix.len() + i + delimiter.len()])
+}
+
+/// A string that sorts after every key starting with `p` that can be stored (keys are UTF-8,
+/// and no UTF-8 byte exceeds 0xF4).
+fn past_prefix(p: &str) -> String {
+    format!("{p}\u{10FFFF}\u{10FFFF}\u{10FFFF}\u{10FFFF}")
+}
+
+impl Kura {
+    /// Opens the embedded default: redb metadata and blob files under `data_dir`.
+    pub fn open_local(data_dir: &Path, cfg: Config) -> Result<Arc<Self>> {
+        std::fs::create_dir_all(data_dir).map_err(Error::internal)?;
+        let meta = RedbStore::open(&data_dir.join("meta.redb"))?;
+        let blobs = BlobStore::open(data_dir).map_err(Error::internal)?;
+        Ok(Arc::new(Kura { meta: Arc::new(meta), blobs: Arc::new(blobs), cfg, last_upload_stamp: AtomicU64::new(0) }))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Runs a metadata call on the blocking pool (redb commits fsync).
+    async fn meta<T: Send + 'static>(&self, f: impl FnOnce(&dyn MetaStore) -> Result<T> + Send + 'static) -> Result<T> {
+        let meta = self.meta.clone();
+        tokio::task::spawn_blocking(move || f(meta.as_ref())).await.map_err(Error::internal)?
+    }
+
+    fn delete_due(&self) -> u64 {
+        now_millis() + self.cfg.deletion_grace.as_millis() as u64
+    }
+
+    /// 32 uppercase hex: 48 bits of milliseconds and a 16-bit sequence (so ids sort by
+    /// initiation time, strictly, within this process), then 64 random bits.
+    fn new_upload_id(&self) -> String {
+        let now = now_millis() << 16;
+        let mut prev = self.last_upload_stamp.load(Ordering::Relaxed);
+        let stamp = loop {
+            let next = now.max(prev + 1);
+            match self.last_upload_stamp.compare_exchange(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => break next,
+                Err(p) => prev = p,
+            }
+        };
+        format!("{:016X}{:016X}", stamp, rand::random::<u64>())
+    }
+
+    // ---- buckets ----
+
+    pub async fn create_bucket(&self, name: &str, acl: Option<Acl>) -> Result<()> {
+        check_bucket_name(name)?;
+        let rec = BucketRecord {
+            name: name.to_string(),
+            created_ms: now_millis(),
+            acl: acl.unwrap_or_default(),
+            storage_class: "Standard".into(),
+        };
+        let max = self.cfg.max_buckets;
+        self.meta(move |m| m.create_bucket(&rec, acl.is_some(), max)).await?;
+        Ok(())
+    }
+
+    pub async fn bucket(&self, name: &str) -> Result<BucketRecord> {
+        let n = name.to_string();
+        self.meta(move |m| m.get_bucket(&n))
+            .await?
+            .ok_or_else(|| Error::new(Code::NoSuchBucket).with_bucket(name))
+    }
+
+    pub async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
+        self.meta(|m| m.list_buckets()).await
+    }
+
+    pub async fn delete_bucket(&self, name: &str) -> Result<()> {
+        let n = name.to_string();
+        self.meta(move |m| m.delete_bucket(&n)).await
+    }
+
+    pub async fn set_bucket_acl(&self, name: &str, acl: Acl) -> Result<()> {
+        let n = name.to_string();
+        self.meta(move |m| m.set_bucket_acl(&n, acl)).await
+    }
+
+    // ---- objects ----
+
+    /// Streams a body into a new blob, enforcing the size limit and Content-MD5. On any error
+    /// the blob is gone.
+    async fn receive(&self, body: &mut impl BodySource, content_md5: Option<[u8; 16]>) -> Result<BlobInfo> {
+        let mut w = self.blobs.writer();
+        let mut size = 0u64;
+        while let Some(chunk) = body.next_chunk().await {
+            let chunk = chunk?;
+            size += chunk.len() as u64;
+            if size > self.cfg.max_body_size {
+                return Err(Error::msg(Code::EntityTooLarge, format!("The body exceeds the limit of {} bytes.", self.cfg.max_body_size)));
+            }
+            w.write(chunk).await.map_err(Error::internal)?;
+        }
+        let info = w.finish().await.map_err(Error::internal)?;
+        if let Some(expected) = content_md5 {
+            if expected != info.md5 {
+                let _ = self.blobs.delete(&info.id);
+                return Err(Error::new(Code::InvalidDigest));
+            }
+        }
+        Ok(info)
+    }
+
+    pub async fn put_object(&self, bucket: &str, key: &str, body: &mut impl BodySource, opts: WriteOptions) -> Result<ObjectRecord> {
+        check_key(key)?;
+        let b = self.bucket(bucket).await?;
+        if opts.forbid_overwrite && self.find_object(&b.name, key).await?.is_some() {
+            return Err(Error::new(Code::FileAlreadyExists).with_key(key));
+        }
+        let info = self.receive(body, opts.content_md5).await?;
+        let forbid = opts.forbid_overwrite;
+        let rec = object_record(&info, opts);
+        self.store_object(bucket, key, rec, info.id, forbid).await
+    }
+
+    /// Records a new object; `forbid` is checked again inside the transaction.
+    async fn store_object(&self, bucket: &str, key: &str, rec: ObjectRecord, blob: String, forbid: bool) -> Result<ObjectRecord> {
+        let (b, k, r) = (bucket.to_string(), key.to_string(), rec.clone());
+        let due = self.delete_due();
+        let res = self.meta(move |m| m.put_object(&b, &k, &r, forbid, due)).await;
+        if let Err(e) = res {
+            let _ = self.blobs.delete(&blob);
+            return Err(e);
+        }
+        Ok(rec)
+    }
+
+    async fn find_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
+        let (b, k) = (bucket.to_string(), key.to_string());
+        self.meta(move |m| m.get_object(&b, &k)).await
+    }
+
+    /// The object's record (NoSuchBucket / NoSuchKey).
+    pub async fn head_object(&self, bucket: &str, key: &str) -> Result<(BucketRecord, ObjectRecord)> {
+        let b = self.bucket(bucket).await?;
+        let rec = self
+            .find_object(bucket, key)
+            .await?
+            .ok_or_else(|| Error::new(Code::NoSuchKey).with_key(key))?;
+        Ok((b, rec))
+    }
+
+    /// Streams `[start, end)` of an object read earlier with [`Kura::head_object`].
+    pub fn read_object(&self, rec: &ObjectRecord, start: u64, end: u64) -> mpsc::Receiver<std::io::Result<Bytes>> {
+        self.blobs.read(rec.extents.clone(), start, end)
+    }
+
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        let (b, k) = (bucket.to_string(), key.to_string());
+        let due = self.delete_due();
+        self.meta(move |m| m.delete_object(&b, &k, due)).await
+    }
+
+    pub async fn set_object_acl(&self, bucket: &str, key: &str, acl: ObjectAcl) -> Result<()> {
+        self.bucket(bucket).await?;
+        let (b, k) = (bucket.to_string(), key.to_string());
+        self.meta(move |m| m.set_object_acl(&b, &k, acl)).await
+    }
+
+    /// Copies an object's bytes into a new object. `replace` carries new headers (REPLACE
+    /// directive); None keeps the source's.
+    pub async fn copy_object(
+        &self,
+        src: &ObjectRecord,
+        bucket: &str,
+        key: &str,
+        replace: Option<ObjectHeaders>,
+        acl: ObjectAcl,
+        forbid_overwrite: bool,
+    ) -> Result<ObjectRecord> {
+        check_key(key)?;
+        self.bucket(bucket).await?;
+        if forbid_overwrite && self.find_object(bucket, key).await?.is_some() {
+            return Err(Error::new(Code::FileAlreadyExists).with_key(key));
+        }
+        let info = self.blobs.copy(src.extents.clone(), 0, src.size).await.map_err(Error::internal)?;
+        let opts = WriteOptions {
+            headers: replace.unwrap_or_else(|| src.headers.clone()),
+            acl,
+            storage_class: src.storage_class.clone(),
+            forbid_overwrite,
+            content_md5: None,
+        };
+        let rec = object_record(&info, opts);
+        self.store_object(bucket, key, rec, info.id, forbid_overwrite).await
+    }
+
+    pub async fn list_objects(&self, bucket: &str, prefix: &str, delimiter: &str, marker: &str, max: usize) -> Result<ObjectListing> {
+        self.bucket(bucket).await?;
+        let mut out = ObjectListing { objects: vec![], common_prefixes: vec![], truncated: false, next_marker: None };
+        let mut cursor = match common_prefix(marker, prefix, delimiter) {
+            Some(cp) if marker.starts_with(prefix) => past_prefix(cp),
+            _ => marker.to_string(),
+        };
+        let mut count = 0usize;
+        'scan: loop {
+            let (b, p, c) = (bucket.to_string(), prefix.to_string(), cursor.clone());
+            let batch = self.meta(move |m| m.scan_objects(&b, &p, &c, MAX_LIST + 1)).await?;
+            let exhausted = batch.len() <= MAX_LIST;
+            for (key, rec) in batch {
+                if count == max {
+                    out.truncated = true;
+                    break 'scan;
+                }
+                if let Some(cp) = common_prefix(&key, prefix, delimiter) {
+                    let cp = cp.to_string();
+                    cursor = past_prefix(&cp);
+                    out.next_marker = Some(cp.clone());
+                    out.common_prefixes.push(cp);
+                    count += 1;
+                    continue 'scan;
+                }
+                cursor = key.clone();
+                out.next_marker = Some(key.clone());
+                out.objects.push((key, rec));
+                count += 1;
+            }
+            if exhausted {
+                break;
+            }
+        }
+        if !out.truncated {
+            out.next_marker = None;
+        }
+        Ok(out)
+    }
+
+    // ---- multipart ----
+
+    pub async fn initiate_upload(&self, bucket: &str, key: &str, opts: WriteOptions) -> Result<String> {
+        check_key(key)?;
+        self.bucket(bucket).await?;
+        if opts.forbid_overwrite && self.find_object(bucket, key).await?.is_some() {
+            return Err(Error::new(Code::FileAlreadyExists).with_key(key));
+        }
+        let rec = UploadRecord {
+            upload_id: self.new_upload_id(),
+            key: key.to_string(),
+            initiated_ms: now_millis(),
+            storage_class: opts.storage_class,
+            acl: opts.acl,
+            headers: opts.headers,
+        };
+        let id = rec.upload_id.clone();
+        let b = bucket.to_string();
+        self.meta(move |m| m.create_upload(&b, &rec)).await?;
+        Ok(id)
+    }
+
+    /// The upload (NoSuchBucket / NoSuchUpload).
+    pub async fn upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadRecord> {
+        self.bucket(bucket).await?;
+        let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
+        self.meta(move |m| m.get_upload(&b, &k, &u))
+            .await?
+            .ok_or_else(|| Error::new(Code::NoSuchUpload).with_upload(upload_id))
+    }
+
+    pub async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: &mut impl BodySource,
+        content_md5: Option<[u8; 16]>,
+    ) -> Result<PartRecord> {
+        self.upload(bucket, key, upload_id).await?;
+        let info = self.receive(body, content_md5).await?;
+        self.record_part(bucket, key, upload_id, part_number, info).await
+    }
+
+    async fn record_part(&self, bucket: &str, key: &str, upload_id: &str, part_number: u32, info: BlobInfo) -> Result<PartRecord> {
+        let rec = PartRecord {
+            etag: kura_proto::etag::md5_hex(&info.md5),
+            size: info.size,
+            crc64: info.crc64,
+            last_modified_ms: now_millis(),
+            blob: info.id.clone(),
+        };
+        let (b, k, u, r) = (bucket.to_string(), key.to_string(), upload_id.to_string(), rec.clone());
+        let due = self.delete_due();
+        // The upload may have been completed or aborted while the body streamed: the
+        // transaction decides, and a losing part's blob is removed.
+        if let Err(e) = self.meta(move |m| m.put_part(&b, &k, &u, part_number, &r, due)).await {
+            let _ = self.blobs.delete(&info.id);
+            return Err(e);
+        }
+        Ok(rec)
+    }
+
+    /// UploadPartCopy: bytes `[start, end)` of `src` become part `part_number`.
+    pub async fn upload_part_copy(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        src: &ObjectRecord,
+        start: u64,
+        end: u64,
+    ) -> Result<PartRecord> {
+        self.upload(bucket, key, upload_id).await?;
+        if end - start > self.cfg.max_body_size {
+            return Err(Error::new(Code::EntityTooLarge));
+        }
+        let info = self.blobs.copy(src.extents.clone(), start, end).await.map_err(Error::internal)?;
+        self.record_part(bucket, key, upload_id, part_number, info).await
+    }
+
+    pub async fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        selection: PartSelection,
+        forbid_overwrite: bool,
+        acl: Option<ObjectAcl>,
+    ) -> Result<CompletedUpload> {
+        self.bucket(bucket).await?;
+        let req = CompleteRequest {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+            selection,
+            forbid_overwrite,
+            acl,
+            min_part_size: self.cfg.min_part_size,
+            now_ms: now_millis(),
+            delete_due_ms: self.delete_due(),
+        };
+        self.meta(move |m| m.complete_upload(&req)).await
+    }
+
+    pub async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        self.bucket(bucket).await?;
+        let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
+        let due = self.delete_due();
+        self.meta(move |m| m.abort_upload(&b, &k, &u, due)).await
+    }
+
+    pub async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str, marker: u32, max: usize) -> Result<PartListing> {
+        let upload = self.upload(bucket, key, upload_id).await?;
+        let u = upload_id.to_string();
+        let mut parts = self.meta(move |m| m.scan_parts(&u, marker, max + 1)).await?;
+        let truncated = parts.len() > max;
+        parts.truncate(max);
+        let next_marker = parts.last().map(|(n, _)| *n).unwrap_or(marker);
+        Ok(PartListing { upload, parts, truncated, next_marker })
+    }
+
+    pub async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: &str,
+        key_marker: &str,
+        upload_id_marker: &str,
+        max: usize,
+    ) -> Result<UploadListing> {
+        self.bucket(bucket).await?;
+        let mut out = UploadListing {
+            uploads: vec![],
+            common_prefixes: vec![],
+            truncated: false,
+            next_key_marker: String::new(),
+            next_upload_id_marker: String::new(),
+        };
+        // key-marker alone: keys strictly greater. With upload-id-marker: later uploads of
+        // the marker key too.
+        let mut cursor: (String, String) = match common_prefix(key_marker, prefix, delimiter) {
+            Some(cp) if key_marker.starts_with(prefix) => (past_prefix(cp), String::new()),
+            _ if upload_id_marker.is_empty() => (past_key(key_marker), String::new()),
+            _ => (key_marker.to_string(), upload_id_marker.to_string()),
+        };
+        let mut count = 0usize;
+        'scan: loop {
+            let (b, p, c) = (bucket.to_string(), prefix.to_string(), cursor.clone());
+            let batch = self.meta(move |m| m.scan_uploads(&b, &p, (&c.0, &c.1), MAX_LIST + 1)).await?;
+            let exhausted = batch.len() <= MAX_LIST;
+            for up in batch {
+                if count == max {
+                    out.truncated = true;
+                    break 'scan;
+                }
+                if let Some(cp) = common_prefix(&up.key, prefix, delimiter) {
+                    let cp = cp.to_string();
+                    cursor = (past_prefix(&cp), String::new());
+                    out.next_key_marker = cp.clone();
+                    out.next_upload_id_marker = String::new();
+                    out.common_prefixes.push(cp);
+                    count += 1;
+                    continue 'scan;
+                }
+                cursor = (up.key.clone(), up.upload_id.clone());
+                out.next_key_marker = up.key.clone();
+                out.next_upload_id_marker = up.upload_id.clone();
+                out.uploads.push(up);
+                count += 1;
+            }
+            if exhausted {
+                break;
+            }
+        }
+        if !out.truncated {
+            out.next_key_marker.clear();
+            out.next_upload_id_marker.clear();
+        }
+        Ok(out)
+    }
+
+    // ---- maintenance ----
+
+    /// Deletes blobs whose deletion is due and no reader holds; forgets old Complete answers.
+    pub async fn sweep_deletions(&self) -> Result<usize> {
+        let now = now_millis();
+        let due = self.meta(move |m| m.due_deletions(now, 10_000)).await?;
+        let mut done = Vec::with_capacity(due.len());
+        for id in due {
+            if self.blobs.is_leased(&id) {
+                continue;
+            }
+            match self.blobs.delete(&id) {
+                Ok(()) => done.push(id),
+                Err(e) => tracing::warn!(blob = %id, error = %e, "could not delete blob"),
+            }
+        }
+        let n = done.len();
+        if n > 0 {
+            self.meta(move |m| m.forget_deletions(&done)).await?;
+        }
+        let before = now.saturating_sub(self.cfg.completed_retention.as_millis() as u64);
+        self.meta(move |m| m.expire_completed(before)).await?;
+        Ok(n)
+    }
+
+    /// Removes blob files left by a crash: unreferenced and older than the grace period.
+    pub async fn sweep_orphans(&self) -> Result<usize> {
+        let referenced = self.meta(|m| m.referenced_blobs()).await?;
+        let blobs = self.blobs.clone();
+        let grace = self.cfg.deletion_grace;
+        tokio::task::spawn_blocking(move || blobs.sweep_orphans(&referenced, grace))
+            .await
+            .map_err(Error::internal)?
+            .map_err(Error::internal)
+    }
+
+    /// Runs the sweepers in the background: deletions every few seconds, orphans hourly.
+    pub fn spawn_sweeper(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = 0u64;
+            loop {
+                if let Err(e) = me.sweep_deletions().await {
+                    tracing::warn!(error = %e, "deletion sweep failed");
+                }
+                if tick % 720 == 0 {
+                    match me.sweep_orphans().await {
+                        Ok(n) if n > 0 => tracing::info!(removed = n, "orphan sweep"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
+                    }
+                }
+                tick += 1;
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        });
+    }
+}
+
+/// The smallest key after `k` with any upload id: k followed by nothing sorts first, so the
+/// cursor (k, max id) skips all of k's uploads.
+fn past_key(k: &str) -> String {
+    if k.is_empty() {
+        String::new()
+    } else {
+        format!("{k}\0")
+    }
+}
+
+fn object_record(info: &BlobInfo, opts: WriteOptions) -> ObjectRecord {
+    use base64::Engine;
+    ObjectRecord {
+        etag: kura_proto::etag::md5_hex(&info.md5),
+        size: info.size,
+        crc64: info.crc64,
+        content_md5: Some(base64::engine::general_purpose::STANDARD.encode(info.md5)),
+        last_modified_ms: now_millis(),
+        object_type: ObjectType::Normal,
+        storage_class: if opts.storage_class.is_empty() { "Standard".into() } else { opts.storage_class },
+        acl: opts.acl,
+        headers: opts.headers,
+        extents: vec![Extent { blob: info.id.clone(), len: info.size }],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(check_bucket_name("abc").is_ok());
+        assert!(check_bucket_name("a-b-1").is_ok());
+        for bad in ["ab", "-ab", "ab-", "aBc", "a_b", "a/b", &"a".repeat(64)] {
+            assert!(check_bucket_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_key("../x").is_ok());
+        assert!(check_key("").is_err());
+        assert!(check_key("/x").is_err());
+        assert!(check_key(&"k".repeat(1024)).is_err());
+        assert_eq!(check_part_number("10000").unwrap(), 10000);
+        assert!(check_part_number("0").is_err());
+        assert!(check_part_number("10001").is_err());
+        assert!(check_part_number("x").is_err());
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(common_prefix("a/b/c", "a/", "/"), Some("a/b/"));
+        assert_eq!(common_prefix("a/b", "a/", "/"), None);
+        assert_eq!(common_prefix("ab", "a/", "/"), None);
+        assert_eq!(common_prefix("a/b", "", ""), None);
+        assert!(past_prefix("a/") > "a/\u{10FFFF}zzz".to_string());
+    }
+}
