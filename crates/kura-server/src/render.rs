@@ -1,0 +1,112 @@
+//! Rendering responses in the OSS dialect: XML bodies without xmlns, errors with request ids,
+//! HEAD errors in `x-oss-err`.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use hyper::body::{Body, Frame, SizeHint};
+use kura_core::{Code, Error};
+use kura_proto::xml::{self, ErrorBody};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::request::Ctx;
+
+/// A response body: a buffer, or a stream of object bytes from a blob reader.
+pub enum RespBody {
+    Full(Option<Bytes>),
+    Stream(mpsc::Receiver<io::Result<Bytes>>),
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        match self.get_mut() {
+            RespBody::Full(b) => Poll::Ready(b.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
+            RespBody::Stream(rx) => rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, RespBody::Full(None))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RespBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            RespBody::Stream(_) => SizeHint::default(),
+        }
+    }
+}
+
+pub type Resp = Response<RespBody>;
+
+pub fn empty(status: u16) -> Resp {
+    let mut r = Response::new(RespBody::Full(None));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    r
+}
+
+pub fn xml<T: Serialize>(value: &T) -> Resp {
+    let body = xml::to_xml(value);
+    let mut r = Response::new(RespBody::Full(Some(Bytes::from(body))));
+    r.headers_mut().insert("content-type", HeaderValue::from_static("application/xml"));
+    r
+}
+
+/// Sets a header, skipping values that cannot be sent (they came from stored metadata).
+pub fn set(r: &mut Resp, name: &'static str, value: impl AsRef<str>) {
+    if let Ok(v) = HeaderValue::from_str(value.as_ref()) {
+        r.headers_mut().insert(name, v);
+    }
+}
+
+/// Sets a header whose name is built at run time (user metadata).
+pub fn set_dynamic(r: &mut Resp, name: &str, value: &str) {
+    if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        r.headers_mut().insert(n, v);
+    }
+}
+
+pub fn error(e: &Error, request_id: &str, ctx: Option<&Ctx>, host: &str, is_head: bool) -> Resp {
+    if e.code == Code::NotModified {
+        return empty(304);
+    }
+    let body = ErrorBody {
+        code: e.code.as_str().to_string(),
+        message: e.message.clone(),
+        request_id: request_id.to_string(),
+        host_id: host.to_string(),
+        bucket_name: e.bucket.clone().or_else(|| {
+            matches!(e.code, Code::NoSuchBucket | Code::BucketNotEmpty)
+                .then(|| ctx.and_then(|c| c.bucket.clone()))
+                .flatten()
+        }),
+        key: e.key.clone().or_else(|| {
+            matches!(e.code, Code::NoSuchKey).then(|| ctx.and_then(|c| c.key.clone())).flatten()
+        }),
+        upload_id: e.upload_id.clone(),
+        argument_name: e.argument.as_ref().map(|a| a.0.clone()),
+        argument_value: e.argument.as_ref().map(|a| a.1.clone()),
+        server_time: e.server_time.clone(),
+        string_to_sign: e.string_to_sign.clone(),
+        oss_access_key_id: e.access_key_id.clone(),
+        ec: None,
+    };
+    let status = e.code.status();
+    if is_head {
+        let mut r = empty(status);
+        let encoded = base64::engine::general_purpose::STANDARD.encode(xml::to_xml(&body));
+        set(&mut r, "x-oss-err", encoded);
+        return r;
+    }
+    let mut r = xml(&body);
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r
+}

@@ -1,0 +1,124 @@
+//! Turning an HTTP request into what the rest of the pipeline needs: addressing (path-style or
+//! virtual host), decoded query, lowercase headers, and the body as a [`BodySource`].
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use kura_core::{BodySource, Code, Error, Result};
+use kura_proto::encode;
+
+/// Largest XML request body (a 10,000-part Complete is about 1 MB).
+pub const MAX_XML_BODY: usize = 4 * 1024 * 1024;
+
+#[derive(Debug)]
+pub struct Ctx {
+    pub method: String,
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+    /// Decoded (name, value) pairs in order; empty names dropped.
+    pub query: Vec<(String, String)>,
+    /// Lowercase names, values as received.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Ctx {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+    pub fn has_query(&self, name: &str) -> bool {
+        self.query.iter().any(|(n, _)| n == name)
+    }
+    /// The value of a query param; empty means absent (oss2 sends empty listing params).
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+    }
+    pub fn query_raw(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+    pub fn bucket(&self) -> &str {
+        self.bucket.as_deref().unwrap_or("")
+    }
+    pub fn key(&self) -> &str {
+        self.key.as_deref().unwrap_or("")
+    }
+}
+
+/// Parses method, addressing, query and headers. `domain` enables virtual-host addressing for
+/// `<bucket>.<domain>`; every other Host is path-style.
+pub fn parse(parts: &http::request::Parts, domain: Option<&str>) -> Result<Ctx> {
+    let mut headers = Vec::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        let v = value
+            .to_str()
+            .map_err(|_| Error::msg(Code::InvalidArgument, format!("Header {name} is not valid text.")))?;
+        headers.push((name.as_str().to_string(), v.to_string()));
+    }
+    let query = encode::parse_query(parts.uri.query().unwrap_or(""))
+        .ok_or_else(|| Error::msg(Code::InvalidArgument, "The query string is not valid UTF-8."))?;
+    let raw_path = parts.uri.path();
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.host())
+        .unwrap_or("");
+    let host_name = host.rsplit_once(':').map_or(host, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { host });
+    let virtual_bucket = domain.and_then(|d| host_name.strip_suffix(d)).and_then(|b| b.strip_suffix('.')).filter(|b| !b.is_empty());
+
+    let (bucket, key_raw) = match virtual_bucket {
+        Some(b) => (b.to_string(), raw_path.strip_prefix('/').unwrap_or(raw_path).to_string()),
+        None => {
+            let rest = raw_path.strip_prefix('/').unwrap_or(raw_path);
+            // `//` (the C++ SDK's ListBuckets) and `/` are the service root.
+            if rest.trim_start_matches('/').is_empty() {
+                (String::new(), String::new())
+            } else {
+                let (b, k) = rest.split_once('/').unwrap_or((rest, ""));
+                (b.to_string(), k.to_string())
+            }
+        }
+    };
+    let bucket = if bucket.is_empty() {
+        None
+    } else {
+        Some(encode::decode_path(&bucket).ok_or_else(|| Error::new(Code::InvalidBucketName))?)
+    };
+    let key = if key_raw.is_empty() {
+        None
+    } else {
+        Some(encode::decode_path(&key_raw).ok_or_else(|| Error::msg(Code::InvalidObjectName, "The object name is not valid UTF-8."))?)
+    };
+    Ok(Ctx { method: parts.method.as_str().to_string(), bucket, key, query, headers })
+}
+
+/// A hyper body as the core's body source. Trailers are skipped.
+pub struct HyperBody(pub Incoming);
+
+impl BodySource for HyperBody {
+    async fn next_chunk(&mut self) -> Option<Result<Bytes>> {
+        loop {
+            match self.0.frame().await {
+                None => return None,
+                Some(Err(e)) => return Some(Err(Error::msg(Code::IncompleteBody, format!("The request body could not be read: {e}")))),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Some(Ok(data));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads a small body (XML) whole, refusing more than `limit` bytes.
+pub async fn read_small(body: &mut impl BodySource, limit: usize) -> Result<Bytes> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next_chunk().await {
+        let chunk = chunk?;
+        if buf.len() + chunk.len() > limit {
+            return Err(Error::msg(Code::InvalidArgument, format!("The request body exceeds {limit} bytes.")));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}

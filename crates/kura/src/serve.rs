@@ -1,0 +1,107 @@
+//! `kura serve`: opens the data directory, settles the root credentials, listens.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use kura_core::{Config, Kura};
+use kura_server::{Credentials, State};
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub listen: SocketAddr,
+    /// Data directory (metadata database and blob files).
+    #[arg(long, default_value = "./kura-data")]
+    pub data: PathBuf,
+    /// Root access key id; generated and kept in the data directory when not given.
+    #[arg(long, env = "KURA_ACCESS_KEY_ID")]
+    pub access_key_id: Option<String>,
+    /// Root access key secret.
+    #[arg(long, env = "KURA_ACCESS_KEY_SECRET", hide_env_values = true)]
+    pub access_key_secret: Option<String>,
+    /// Region reported by bucket info and location.
+    #[arg(long, default_value = "cn-hangzhou")]
+    pub region: String,
+    /// Enables virtual-host addressing for `<bucket>.<domain>`; other hosts are path-style.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Seconds a dropped blob stays on disk before it is deleted (readers in progress keep
+    /// theirs regardless).
+    #[arg(long, default_value_t = 60)]
+    pub deletion_grace_secs: u64,
+}
+
+const CREDENTIALS_FILE: &str = "credentials";
+
+/// Flags or environment first; else the pair kept in the data directory; else a new pair,
+/// written there with mode 0600 and printed once.
+fn settle_credentials(args: &ServeArgs) -> anyhow::Result<Credentials> {
+    match (&args.access_key_id, &args.access_key_secret) {
+        (Some(id), Some(secret)) => {
+            return Ok(Credentials { access_key_id: id.clone(), access_key_secret: secret.clone() })
+        }
+        (None, None) => {}
+        _ => anyhow::bail!("give both --access-key-id and --access-key-secret (or KURA_ACCESS_KEY_ID and KURA_ACCESS_KEY_SECRET), or neither"),
+    }
+    let path = args.data.join(CREDENTIALS_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let mut lines = text.lines();
+        if let (Some(id), Some(secret)) = (lines.next(), lines.next()) {
+            println!("root credentials from {}", path.display());
+            return Ok(Credentials { access_key_id: id.trim().into(), access_key_secret: secret.trim().into() });
+        }
+        anyhow::bail!("{} is not two lines (access key id, secret)", path.display());
+    }
+    let creds = Credentials {
+        access_key_id: format!("KURA{}", hex::encode_upper(rand::random::<[u8; 8]>())),
+        access_key_secret: hex::encode(rand::random::<[u8; 20]>()),
+    };
+    write_private(&path, &format!("{}\n{}\n", creds.access_key_id, creds.access_key_secret))?;
+    println!("generated root credentials (kept in {}):", path.display());
+    println!("  access key id:     {}", creds.access_key_id);
+    println!("  access key secret: {}", creds.access_key_secret);
+    Ok(creds)
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
+    let creds = settle_credentials(&args)?;
+    let cfg = Config {
+        region: args.region.clone(),
+        deletion_grace: Duration::from_secs(args.deletion_grace_secs),
+        ..Config::default()
+    };
+    let kura = Kura::open_local(&args.data, cfg).map_err(|e| anyhow::anyhow!("opening {}: {e}", args.data.display()))?;
+    kura.spawn_sweeper();
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    println!("kura listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    let state = Arc::new(State { kura, creds, domain: args.domain.clone() });
+    tokio::select! {
+        r = kura_server::serve(listener, state) => r?,
+        _ = tokio::signal::ctrl_c() => println!("shutting down"),
+    }
+    Ok(())
+}
