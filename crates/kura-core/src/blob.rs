@@ -79,7 +79,10 @@ impl BlobStore {
     pub fn open(root: &Path) -> io::Result<Self> {
         fs::create_dir_all(root.join("blobs"))?;
         fs::create_dir_all(root.join("tmp"))?;
-        Ok(BlobStore { root: root.to_path_buf(), leases: Arc::default() })
+        Ok(BlobStore {
+            root: root.to_path_buf(),
+            leases: Arc::default(),
+        })
     }
 
     fn path(&self, id: &str) -> PathBuf {
@@ -103,7 +106,10 @@ impl BlobStore {
         for id in &ids {
             *map.entry(id.clone()).or_insert(0) += 1;
         }
-        LeaseGuard { leases: self.leases.clone(), ids }
+        LeaseGuard {
+            leases: self.leases.clone(),
+            ids,
+        }
     }
 
     pub fn is_leased(&self, id: &str) -> bool {
@@ -172,8 +178,15 @@ impl BlobStore {
             }
             for entry in fs::read_dir(&dir)? {
                 let p = entry?.path();
-                let Some(name) = p.file_name().and_then(|n| n.to_str()) else { continue };
-                if is_blob_id(name) && !referenced.contains(name) && !self.is_leased(name) && old(&p) && fs::remove_file(&p).is_ok() {
+                let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+                    continue;
+                };
+                if is_blob_id(name)
+                    && !referenced.contains(name)
+                    && !self.is_leased(name)
+                    && old(&p)
+                    && fs::remove_file(&p).is_ok()
+                {
                     removed += 1;
                 }
             }
@@ -234,11 +247,18 @@ fn write_blob(id: String, tmp: PathBuf, dest: PathBuf, mut rx: mpsc::Receiver<Ms
         let file = file.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
-        let parent = dest.parent().ok_or_else(|| io::Error::other("blob path has no parent"))?;
+        let parent = dest
+            .parent()
+            .ok_or_else(|| io::Error::other("blob path has no parent"))?;
         fs::create_dir_all(parent)?;
         fs::rename(&tmp, &dest)?;
         File::open(parent)?.sync_all()?;
-        Ok(BlobInfo { id, size, md5: md5.finalize().into(), crc64: crc.finish() })
+        Ok(BlobInfo {
+            id,
+            size,
+            md5: md5.finalize().into(),
+            crc64: crc.finish(),
+        })
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -246,7 +266,12 @@ fn write_blob(id: String, tmp: PathBuf, dest: PathBuf, mut rx: mpsc::Receiver<Ms
     result
 }
 
-fn read_extents(paths: &[(PathBuf, u64)], start: u64, end: u64, tx: &mpsc::Sender<io::Result<Bytes>>) -> io::Result<()> {
+fn read_extents(
+    paths: &[(PathBuf, u64)],
+    start: u64,
+    end: u64,
+    tx: &mpsc::Sender<io::Result<Bytes>>,
+) -> io::Result<()> {
     let mut offset = 0u64; // offset of the current extent within the object
     for (path, len) in paths {
         let (ext_start, ext_end) = (offset, offset + len);

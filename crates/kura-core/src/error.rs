@@ -125,11 +125,9 @@ impl Code {
     }
 }
 
-/// An error as the client will see it: code, message and the optional detail elements.
-#[derive(Debug, Clone)]
-pub struct Error {
-    pub code: Code,
-    pub message: String,
+/// The optional detail elements of an error body, boxed so that `Result` stays small.
+#[derive(Debug, Clone, Default)]
+pub struct Detail {
     pub bucket: Option<String>,
     pub key: Option<String>,
     pub upload_id: Option<String>,
@@ -139,45 +137,52 @@ pub struct Error {
     pub access_key_id: Option<String>,
 }
 
+/// An error as the client will see it: code, message and the optional detail elements.
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub code: Code,
+    pub message: String,
+    pub detail: Option<Box<Detail>>,
+}
+
 impl Error {
     pub fn new(code: Code) -> Self {
         Error {
             code,
             message: code.default_message().to_string(),
-            bucket: None,
-            key: None,
-            upload_id: None,
-            argument: None,
-            server_time: None,
-            string_to_sign: None,
-            access_key_id: None,
+            detail: None,
         }
     }
     pub fn msg(code: Code, message: impl Into<String>) -> Self {
-        let mut e = Error::new(code);
-        e.message = message.into();
-        e
+        Error {
+            code,
+            message: message.into(),
+            detail: None,
+        }
     }
     pub fn invalid_argument(message: impl Into<String>, name: &str, value: &str) -> Self {
-        let mut e = Error::msg(Code::InvalidArgument, message);
-        e.argument = Some((name.to_string(), value.to_string()));
-        e
+        Error::msg(Code::InvalidArgument, message).with(|d| d.argument = Some((name.to_string(), value.to_string())))
     }
     pub fn internal(what: impl fmt::Display) -> Self {
         tracing::error!(error = %what, "internal error");
         Error::new(Code::InternalError)
     }
-    pub fn with_bucket(mut self, b: &str) -> Self {
-        self.bucket = Some(b.to_string());
+    /// Sets detail elements.
+    pub fn with(mut self, f: impl FnOnce(&mut Detail)) -> Self {
+        f(self.detail.get_or_insert_with(Default::default));
         self
     }
-    pub fn with_key(mut self, k: &str) -> Self {
-        self.key = Some(k.to_string());
-        self
+    pub fn with_bucket(self, b: &str) -> Self {
+        self.with(|d| d.bucket = Some(b.to_string()))
     }
-    pub fn with_upload(mut self, u: &str) -> Self {
-        self.upload_id = Some(u.to_string());
-        self
+    pub fn with_key(self, k: &str) -> Self {
+        self.with(|d| d.key = Some(k.to_string()))
+    }
+    pub fn with_upload(self, u: &str) -> Self {
+        self.with(|d| d.upload_id = Some(u.to_string()))
+    }
+    pub fn detail(&self) -> Detail {
+        self.detail.as_deref().cloned().unwrap_or_default()
     }
 }
 

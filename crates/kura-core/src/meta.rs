@@ -34,19 +34,40 @@ pub trait MetaStore: Send + Sync + 'static {
     fn delete_bucket(&self, name: &str) -> Result<()>;
 
     /// Writes the object; the blobs of any object it replaces are queued for deletion.
-    fn put_object(&self, bucket: &str, key: &str, rec: &ObjectRecord, forbid_overwrite: bool, delete_due_ms: u64) -> Result<()>;
+    fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: &ObjectRecord,
+        forbid_overwrite: bool,
+        delete_due_ms: u64,
+    ) -> Result<()>;
     fn get_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>>;
     /// Removes the object if present (no error if absent; NoSuchBucket if the bucket is gone).
     fn delete_object(&self, bucket: &str, key: &str, delete_due_ms: u64) -> Result<()>;
     fn set_object_acl(&self, bucket: &str, key: &str, acl: ObjectAcl) -> Result<()>;
     /// Objects whose key starts with `prefix` and sorts after `after`, in key order.
-    fn scan_objects(&self, bucket: &str, prefix: &str, after: &str, limit: usize) -> Result<Vec<(String, ObjectRecord)>>;
+    fn scan_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, ObjectRecord)>>;
 
     fn create_upload(&self, bucket: &str, rec: &UploadRecord) -> Result<()>;
     fn get_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Option<UploadRecord>>;
     /// Records a part, replacing (and queueing the blob of) an earlier one with the same
     /// number. NoSuchUpload if the upload is gone: the caller then deletes its blob.
-    fn put_part(&self, bucket: &str, key: &str, upload_id: &str, part_number: u32, rec: &PartRecord, delete_due_ms: u64) -> Result<()>;
+    fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        rec: &PartRecord,
+        delete_due_ms: u64,
+    ) -> Result<()>;
     fn scan_parts(&self, upload_id: &str, after: u32, limit: usize) -> Result<Vec<(u32, PartRecord)>>;
     /// Uploads with key starting with `prefix` and (key, upload id) after `after`.
     fn scan_uploads(&self, bucket: &str, prefix: &str, after: (&str, &str), limit: usize) -> Result<Vec<UploadRecord>>;
@@ -101,11 +122,17 @@ pub fn choose_parts(
     if chosen.is_empty() {
         return Err(Error::msg(Code::MalformedXML, "The part list is empty."));
     }
-    if let Some(pos) = chosen[..chosen.len() - 1].iter().position(|(_, p)| p.size < min_part_size) {
+    if let Some(pos) = chosen[..chosen.len() - 1]
+        .iter()
+        .position(|(_, p)| p.size < min_part_size)
+    {
         let (n, p) = &chosen[pos];
         return Err(Error::msg(
             Code::EntityTooSmall,
-            format!("Part {n} is {} bytes; every part but the last must be at least {min_part_size} bytes.", p.size),
+            format!(
+                "Part {n} is {} bytes; every part but the last must be at least {min_part_size} bytes.",
+                p.size
+            ),
         ));
     }
     Ok(chosen)
@@ -113,7 +140,12 @@ pub fn choose_parts(
 
 /// Builds the object record of a completed upload from its chosen parts: extents in order,
 /// multipart ETag, combined CRC-64. No byte is read.
-pub fn object_from_parts(upload: &UploadRecord, parts: &[(u32, PartRecord)], acl: Option<ObjectAcl>, now_ms: u64) -> ObjectRecord {
+pub fn object_from_parts(
+    upload: &UploadRecord,
+    parts: &[(u32, PartRecord)],
+    acl: Option<ObjectAcl>,
+    now_ms: u64,
+) -> ObjectRecord {
     let etag = kura_proto::etag::multipart(parts.iter().map(|(_, p)| p.etag.as_str()));
     let crc64 = kura_proto::crc64::combine_all(parts.iter().map(|(_, p)| (p.crc64, p.size)));
     ObjectRecord {
@@ -128,7 +160,10 @@ pub fn object_from_parts(upload: &UploadRecord, parts: &[(u32, PartRecord)], acl
         headers: upload.headers.clone(),
         extents: parts
             .iter()
-            .map(|(_, p)| Extent { blob: p.blob.clone(), len: p.size })
+            .map(|(_, p)| Extent {
+                blob: p.blob.clone(),
+                len: p.size,
+            })
             .collect(),
     }
 }
@@ -138,7 +173,13 @@ mod tests {
     use super::*;
 
     fn part(etag: &str, size: u64) -> PartRecord {
-        PartRecord { etag: etag.into(), size, crc64: 0, last_modified_ms: 0, blob: format!("b{etag}") }
+        PartRecord {
+            etag: etag.into(),
+            size,
+            crc64: 0,
+            last_modified_ms: 0,
+            blob: format!("b{etag}"),
+        }
     }
 
     fn stored() -> BTreeMap<u32, PartRecord> {

@@ -167,7 +167,14 @@ impl MetaStore for RedbStore {
         txn.commit().map_err(db_err)
     }
 
-    fn put_object(&self, bucket: &str, key: &str, rec: &ObjectRecord, forbid_overwrite: bool, delete_due_ms: u64) -> Result<()> {
+    fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: &ObjectRecord,
+        forbid_overwrite: bool,
+        delete_due_ms: u64,
+    ) -> Result<()> {
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
@@ -236,7 +243,13 @@ impl MetaStore for RedbStore {
         txn.commit().map_err(db_err)
     }
 
-    fn scan_objects(&self, bucket: &str, prefix: &str, after: &str, limit: usize) -> Result<Vec<(String, ObjectRecord)>> {
+    fn scan_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, ObjectRecord)>> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let t = txn.open_table(OBJECTS).map_err(db_err)?;
         let start = if after >= prefix { after } else { prefix };
@@ -282,7 +295,15 @@ impl MetaStore for RedbStore {
         }
     }
 
-    fn put_part(&self, bucket: &str, key: &str, upload_id: &str, part_number: u32, rec: &PartRecord, delete_due_ms: u64) -> Result<()> {
+    fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        rec: &PartRecord,
+        delete_due_ms: u64,
+    ) -> Result<()> {
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let uploads = txn.open_table(UPLOADS).map_err(db_err)?;
@@ -306,7 +327,9 @@ impl MetaStore for RedbStore {
         let txn = self.db.begin_read().map_err(db_err)?;
         let t = txn.open_table(PARTS).map_err(db_err)?;
         let mut out = Vec::new();
-        let Some(first) = after.checked_add(1) else { return Ok(out) };
+        let Some(first) = after.checked_add(1) else {
+            return Ok(out);
+        };
         for item in t.range((upload_id, first)..=(upload_id, u32::MAX)).map_err(db_err)? {
             let (k, v) = item.map_err(db_err)?;
             out.push((k.value().1, dec(v.value())?));

@@ -99,7 +99,8 @@ pub struct Kura {
 pub fn check_bucket_name(name: &str) -> Result<()> {
     let b = name.as_bytes();
     let ok = (3..=63).contains(&b.len())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-';
     if ok {
@@ -113,10 +114,16 @@ pub fn check_bucket_name(name: &str) -> Result<()> {
 /// metadata key, never a path, so `../x` is an ordinary name.
 pub fn check_key(key: &str) -> Result<()> {
     if key.is_empty() || key.len() > MAX_KEY_LEN {
-        return Err(Error::msg(Code::InvalidObjectName, "The length of the object name must be between 1 and 1023 bytes."));
+        return Err(Error::msg(
+            Code::InvalidObjectName,
+            "The length of the object name must be between 1 and 1023 bytes.",
+        ));
     }
     if key.starts_with('/') || key.starts_with('\\') {
-        return Err(Error::msg(Code::InvalidObjectName, "The object name must not start with '/' or '\\'."));
+        return Err(Error::msg(
+            Code::InvalidObjectName,
+            "The object name must not start with '/' or '\\'.",
+        ));
     }
     Ok(())
 }
@@ -153,7 +160,12 @@ impl Kura {
         std::fs::create_dir_all(data_dir).map_err(Error::internal)?;
         let meta = RedbStore::open(&data_dir.join("meta.redb"))?;
         let blobs = BlobStore::open(data_dir).map_err(Error::internal)?;
-        Ok(Arc::new(Kura { meta: Arc::new(meta), blobs: Arc::new(blobs), cfg, last_upload_stamp: AtomicU64::new(0) }))
+        Ok(Arc::new(Kura {
+            meta: Arc::new(meta),
+            blobs: Arc::new(blobs),
+            cfg,
+            last_upload_stamp: AtomicU64::new(0),
+        }))
     }
 
     pub fn config(&self) -> &Config {
@@ -163,7 +175,9 @@ impl Kura {
     /// Runs a metadata call on the blocking pool (redb commits fsync).
     async fn meta<T: Send + 'static>(&self, f: impl FnOnce(&dyn MetaStore) -> Result<T> + Send + 'static) -> Result<T> {
         let meta = self.meta.clone();
-        tokio::task::spawn_blocking(move || f(meta.as_ref())).await.map_err(Error::internal)?
+        tokio::task::spawn_blocking(move || f(meta.as_ref()))
+            .await
+            .map_err(Error::internal)?
     }
 
     fn delete_due(&self) -> u64 {
@@ -177,7 +191,10 @@ impl Kura {
         let mut prev = self.last_upload_stamp.load(Ordering::Relaxed);
         let stamp = loop {
             let next = now.max(prev + 1);
-            match self.last_upload_stamp.compare_exchange(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+            match self
+                .last_upload_stamp
+                .compare_exchange(prev, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
                 Ok(_) => break next,
                 Err(p) => prev = p,
             }
@@ -232,7 +249,10 @@ impl Kura {
             let chunk = chunk?;
             size += chunk.len() as u64;
             if size > self.cfg.max_body_size {
-                return Err(Error::msg(Code::EntityTooLarge, format!("The body exceeds the limit of {} bytes.", self.cfg.max_body_size)));
+                return Err(Error::msg(
+                    Code::EntityTooLarge,
+                    format!("The body exceeds the limit of {} bytes.", self.cfg.max_body_size),
+                ));
             }
             w.write(chunk).await.map_err(Error::internal)?;
         }
@@ -246,7 +266,13 @@ impl Kura {
         Ok(info)
     }
 
-    pub async fn put_object(&self, bucket: &str, key: &str, body: &mut impl BodySource, opts: WriteOptions) -> Result<ObjectRecord> {
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: &mut impl BodySource,
+        opts: WriteOptions,
+    ) -> Result<ObjectRecord> {
         check_key(key)?;
         let b = self.bucket(bucket).await?;
         if opts.forbid_overwrite && self.find_object(&b.name, key).await?.is_some() {
@@ -259,7 +285,14 @@ impl Kura {
     }
 
     /// Records a new object; `forbid` is checked again inside the transaction.
-    async fn store_object(&self, bucket: &str, key: &str, rec: ObjectRecord, blob: String, forbid: bool) -> Result<ObjectRecord> {
+    async fn store_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: ObjectRecord,
+        blob: String,
+        forbid: bool,
+    ) -> Result<ObjectRecord> {
         let (b, k, r) = (bucket.to_string(), key.to_string(), rec.clone());
         let due = self.delete_due();
         let res = self.meta(move |m| m.put_object(&b, &k, &r, forbid, due)).await;
@@ -318,7 +351,11 @@ impl Kura {
         if forbid_overwrite && self.find_object(bucket, key).await?.is_some() {
             return Err(Error::new(Code::FileAlreadyExists).with_key(key));
         }
-        let info = self.blobs.copy(src.extents.clone(), 0, src.size).await.map_err(Error::internal)?;
+        let info = self
+            .blobs
+            .copy(src.extents.clone(), 0, src.size)
+            .await
+            .map_err(Error::internal)?;
         let opts = WriteOptions {
             headers: replace.unwrap_or_else(|| src.headers.clone()),
             acl,
@@ -330,9 +367,21 @@ impl Kura {
         self.store_object(bucket, key, rec, info.id, forbid_overwrite).await
     }
 
-    pub async fn list_objects(&self, bucket: &str, prefix: &str, delimiter: &str, marker: &str, max: usize) -> Result<ObjectListing> {
+    pub async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: &str,
+        marker: &str,
+        max: usize,
+    ) -> Result<ObjectListing> {
         self.bucket(bucket).await?;
-        let mut out = ObjectListing { objects: vec![], common_prefixes: vec![], truncated: false, next_marker: None };
+        let mut out = ObjectListing {
+            objects: vec![],
+            common_prefixes: vec![],
+            truncated: false,
+            next_marker: None,
+        };
         let mut cursor = match common_prefix(marker, prefix, delimiter) {
             Some(cp) if marker.starts_with(prefix) => past_prefix(cp),
             _ => marker.to_string(),
@@ -415,7 +464,14 @@ impl Kura {
         self.record_part(bucket, key, upload_id, part_number, info).await
     }
 
-    async fn record_part(&self, bucket: &str, key: &str, upload_id: &str, part_number: u32, info: BlobInfo) -> Result<PartRecord> {
+    async fn record_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        info: BlobInfo,
+    ) -> Result<PartRecord> {
         let rec = PartRecord {
             etag: kura_proto::etag::md5_hex(&info.md5),
             size: info.size,
@@ -434,7 +490,7 @@ impl Kura {
         Ok(rec)
     }
 
-    /// UploadPartCopy: bytes `[start, end)` of `src` become part `part_number`.
+    /// UploadPartCopy: bytes `range` of `src` become part `part_number`.
     pub async fn upload_part_copy(
         &self,
         bucket: &str,
@@ -442,14 +498,17 @@ impl Kura {
         upload_id: &str,
         part_number: u32,
         src: &ObjectRecord,
-        start: u64,
-        end: u64,
+        range: std::ops::Range<u64>,
     ) -> Result<PartRecord> {
         self.upload(bucket, key, upload_id).await?;
-        if end - start > self.cfg.max_body_size {
+        if range.end - range.start > self.cfg.max_body_size {
             return Err(Error::new(Code::EntityTooLarge));
         }
-        let info = self.blobs.copy(src.extents.clone(), start, end).await.map_err(Error::internal)?;
+        let info = self
+            .blobs
+            .copy(src.extents.clone(), range.start, range.end)
+            .await
+            .map_err(Error::internal)?;
         self.record_part(bucket, key, upload_id, part_number, info).await
     }
 
@@ -484,14 +543,26 @@ impl Kura {
         self.meta(move |m| m.abort_upload(&b, &k, &u, due)).await
     }
 
-    pub async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str, marker: u32, max: usize) -> Result<PartListing> {
+    pub async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        marker: u32,
+        max: usize,
+    ) -> Result<PartListing> {
         let upload = self.upload(bucket, key, upload_id).await?;
         let u = upload_id.to_string();
         let mut parts = self.meta(move |m| m.scan_parts(&u, marker, max + 1)).await?;
         let truncated = parts.len() > max;
         parts.truncate(max);
         let next_marker = parts.last().map(|(n, _)| *n).unwrap_or(marker);
-        Ok(PartListing { upload, parts, truncated, next_marker })
+        Ok(PartListing {
+            upload,
+            parts,
+            truncated,
+            next_marker,
+        })
     }
 
     pub async fn list_uploads(
@@ -521,7 +592,9 @@ impl Kura {
         let mut count = 0usize;
         'scan: loop {
             let (b, p, c) = (bucket.to_string(), prefix.to_string(), cursor.clone());
-            let batch = self.meta(move |m| m.scan_uploads(&b, &p, (&c.0, &c.1), MAX_LIST + 1)).await?;
+            let batch = self
+                .meta(move |m| m.scan_uploads(&b, &p, (&c.0, &c.1), MAX_LIST + 1))
+                .await?;
             let exhausted = batch.len() <= MAX_LIST;
             for up in batch {
                 if count == max {
@@ -599,7 +672,7 @@ impl Kura {
                 if let Err(e) = me.sweep_deletions().await {
                     tracing::warn!(error = %e, "deletion sweep failed");
                 }
-                if tick % 720 == 0 {
+                if tick.is_multiple_of(720) {
                     match me.sweep_orphans().await {
                         Ok(n) if n > 0 => tracing::info!(removed = n, "orphan sweep"),
                         Ok(_) => {}
@@ -632,10 +705,17 @@ fn object_record(info: &BlobInfo, opts: WriteOptions) -> ObjectRecord {
         content_md5: Some(base64::engine::general_purpose::STANDARD.encode(info.md5)),
         last_modified_ms: now_millis(),
         object_type: ObjectType::Normal,
-        storage_class: if opts.storage_class.is_empty() { "Standard".into() } else { opts.storage_class },
+        storage_class: if opts.storage_class.is_empty() {
+            "Standard".into()
+        } else {
+            opts.storage_class
+        },
         acl: opts.acl,
         headers: opts.headers,
-        extents: vec![Extent { blob: info.id.clone(), len: info.size }],
+        extents: vec![Extent {
+            blob: info.id.clone(),
+            len: info.size,
+        }],
     }
 }
 
@@ -666,6 +746,6 @@ mod tests {
         assert_eq!(common_prefix("a/b", "a/", "/"), None);
         assert_eq!(common_prefix("ab", "a/", "/"), None);
         assert_eq!(common_prefix("a/b", "", ""), None);
-        assert!(past_prefix("a/") > "a/\u{10FFFF}zzz".to_string());
+        assert!(past_prefix("a/").as_str() > "a/\u{10FFFF}zzz");
     }
 }

@@ -170,12 +170,7 @@ mod tests {
         let (a, b) = data.split_at(3333);
         assert_eq!(
             combine(checksum(a), checksum(b), b.len() as u64),
-            crc_fast::checksum_combine(
-                CrcAlgorithm::Crc64Xz,
-                checksum(a),
-                checksum(b),
-                b.len() as u64
-            )
+            crc_fast::checksum_combine(CrcAlgorithm::Crc64Xz, checksum(a), checksum(b), b.len() as u64)
         );
     }
 }

@@ -4,11 +4,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 
 /// RFC 3986 unreserved characters are kept; everything else becomes %XX (uppercase).
 /// Used for V4 canonical query strings and for `encoding-type=url` in listings.
-pub const RFC3986: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+pub const RFC3986: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// Like [`RFC3986`] but keeps `/`: V4 canonical URIs.
 pub const RFC3986_PATH: &AsciiSet = &RFC3986.remove(b'/');
@@ -29,10 +25,7 @@ pub fn decode_path(s: &str) -> Option<String> {
 /// Decodes a query component as form data: `+` is a space.
 pub fn decode_query(s: &str) -> Option<String> {
     let replaced = s.replace('+', " ");
-    percent_decode_str(&replaced)
-        .decode_utf8()
-        .ok()
-        .map(|c| c.into_owned())
+    percent_decode_str(&replaced).decode_utf8().ok().map(|c| c.into_owned())
 }
 
 /// Parses a raw query string into decoded (name, value) pairs in order; empty names are dropped.

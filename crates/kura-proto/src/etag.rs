@@ -37,10 +37,7 @@ mod tests {
 
     #[test]
     fn multipart_matches_recorded_oss_response() {
-        let e = multipart([
-            "4DE8075FB607DF4D13FBC480EA488EFA",
-            "AF947EC157726CEA88ED83B3C989063B",
-        ]);
+        let e = multipart(["4DE8075FB607DF4D13FBC480EA488EFA", "AF947EC157726CEA88ED83B3C989063B"]);
         assert_eq!(e, "1C787C506EABFB9B45EAAA8DB039F4B2-2");
     }
 

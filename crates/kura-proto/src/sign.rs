@@ -12,19 +12,84 @@ use crate::encode::{encode_component, encode_path};
 /// Query parameters that V1 signs (the union of the oss2, cpp and Go v1 lists); any name
 /// starting with `x-oss-` is signed too.
 pub const V1_SUB_RESOURCES: &[&str] = &[
-    "acl", "append", "bucketInfo", "callback", "callback-var", "comp", "continuation-token",
-    "cors", "delete", "encryption", "endTime", "inventory", "inventoryId", "lifecycle", "live",
-    "location", "logging", "objectMeta", "partNumber", "policy", "position", "qos", "qosInfo",
-    "referer", "regionList", "replication", "replicationLocation", "replicationProgress",
-    "requestPayment", "response-cache-control", "response-content-disposition",
-    "response-content-encoding", "response-content-language", "response-content-type",
-    "response-expires", "restore", "security-token", "sequential", "startTime", "stat", "status",
-    "symlink", "tagging", "uploadId", "uploads", "versionId", "versioning", "versions", "vod",
-    "website", "worm", "wormExtend", "wormId", "cname", "img", "style", "styleName", "udf",
-    "udfName", "udfImage", "udfId", "udfImageDesc", "udfApplication", "udfApplicationLog",
-    "reservedcapacity", "bucketArchiveDirectRead", "metaQuery", "resourceGroup", "rtc",
-    "accessPoint", "accessPointPolicy", "httpsConfig", "publicAccessBlock", "policyStatus",
-    "redundancyTransition", "dataRedundancyTransition", "transferAcceleration", "objectInfo",
+    "acl",
+    "append",
+    "bucketInfo",
+    "callback",
+    "callback-var",
+    "comp",
+    "continuation-token",
+    "cors",
+    "delete",
+    "encryption",
+    "endTime",
+    "inventory",
+    "inventoryId",
+    "lifecycle",
+    "live",
+    "location",
+    "logging",
+    "objectMeta",
+    "partNumber",
+    "policy",
+    "position",
+    "qos",
+    "qosInfo",
+    "referer",
+    "regionList",
+    "replication",
+    "replicationLocation",
+    "replicationProgress",
+    "requestPayment",
+    "response-cache-control",
+    "response-content-disposition",
+    "response-content-encoding",
+    "response-content-language",
+    "response-content-type",
+    "response-expires",
+    "restore",
+    "security-token",
+    "sequential",
+    "startTime",
+    "stat",
+    "status",
+    "symlink",
+    "tagging",
+    "uploadId",
+    "uploads",
+    "versionId",
+    "versioning",
+    "versions",
+    "vod",
+    "website",
+    "worm",
+    "wormExtend",
+    "wormId",
+    "cname",
+    "img",
+    "style",
+    "styleName",
+    "udf",
+    "udfName",
+    "udfImage",
+    "udfId",
+    "udfImageDesc",
+    "udfApplication",
+    "udfApplicationLog",
+    "reservedcapacity",
+    "bucketArchiveDirectRead",
+    "metaQuery",
+    "resourceGroup",
+    "rtc",
+    "accessPoint",
+    "accessPointPolicy",
+    "httpsConfig",
+    "publicAccessBlock",
+    "policyStatus",
+    "redundancyTransition",
+    "dataRedundancyTransition",
+    "transferAcceleration",
+    "objectInfo",
 ];
 
 fn is_v1_sub_resource(name: &str) -> bool {
@@ -209,10 +274,8 @@ pub fn v4_canonical_request(
     let mut signed: Vec<(String, String)> = Vec::new();
     for (n, v) in headers {
         let n = n.to_ascii_lowercase();
-        let wanted = n.starts_with("x-oss-")
-            || n == "content-type"
-            || n == "content-md5"
-            || additional_headers.contains(&n);
+        let wanted =
+            n.starts_with("x-oss-") || n == "content-type" || n == "content-md5" || additional_headers.contains(&n);
         if !wanted || (drop_empty && v.trim().is_empty()) {
             continue;
         }
@@ -304,8 +367,16 @@ mod tests {
 
     #[test]
     fn v1_resource_signs_only_sub_resources() {
-        let q = h(&[("uploadId", "X"), ("partNumber", "1"), ("max-keys", "5"), ("prefix", "")]);
-        assert_eq!(v1_canonical_resource(Some("b"), Some("k"), &q), "/b/k?partNumber=1&uploadId=X");
+        let q = h(&[
+            ("uploadId", "X"),
+            ("partNumber", "1"),
+            ("max-keys", "5"),
+            ("prefix", ""),
+        ]);
+        assert_eq!(
+            v1_canonical_resource(Some("b"), Some("k"), &q),
+            "/b/k?partNumber=1&uploadId=X"
+        );
         assert_eq!(v1_canonical_resource(None, None, &[]), "/");
     }
 
@@ -333,7 +404,10 @@ mod tests {
         ]);
         let uri = v4_canonical_uri(Some("bucket"), Some("1234+-/123/1.txt"));
         let cq = v4_canonical_query(&vector_query());
-        assert_eq!(cq, "%2Bparam1=value3&%2Bparam2&%7Cparam1=value4&%7Cparam2&param1=value1&param2");
+        assert_eq!(
+            cq,
+            "%2Bparam1=value3&%2Bparam2&%7Cparam1=value4&%7Cparam2&param1=value1&param2"
+        );
         let cr = v4_canonical_request("PUT", &uri, &cq, &headers, &[], "UNSIGNED-PAYLOAD", false);
         assert_eq!(cr, "PUT\n/bucket/1234%2B-/123/1.txt\n%2Bparam1=value3&%2Bparam2&%7Cparam1=value4&%7Cparam2&param1=value1&param2\ncontent-type:text/plain\nx-oss-content-sha256:UNSIGNED-PAYLOAD\nx-oss-date:20231216T162057Z\nx-oss-head1:value\n\n\nUNSIGNED-PAYLOAD");
         let scope = v4_scope("20231216", "cn-hangzhou", "oss");
@@ -421,7 +495,10 @@ mod tests {
         assert_eq!(a.region, "cn-hangzhou");
         assert_eq!(a.additional_headers, vec!["host"]);
         assert_eq!(a.signature, "abc");
-        assert!(parse_v4_authorization("OSS4-HMAC-SHA256 Credential=ak/2023/cn/oss/aliyun_v4_request,Signature=a").is_none());
+        assert!(
+            parse_v4_authorization("OSS4-HMAC-SHA256 Credential=ak/2023/cn/oss/aliyun_v4_request,Signature=a")
+                .is_none()
+        );
         assert!(parse_v4_authorization("OSS ak:sig").is_none());
     }
 }

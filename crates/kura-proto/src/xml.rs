@@ -380,9 +380,18 @@ mod tests {
 
     #[test]
     fn location_and_empty_elements() {
-        let x = to_xml(&LocationConstraint { location: "oss-cn-hangzhou".into() });
-        assert!(x.ends_with("<LocationConstraint>oss-cn-hangzhou</LocationConstraint>"), "{x}");
-        let u = ListMultipartUploadsResult { bucket: "b".into(), max_uploads: 1000, ..Default::default() };
+        let x = to_xml(&LocationConstraint {
+            location: "oss-cn-hangzhou".into(),
+        });
+        assert!(
+            x.ends_with("<LocationConstraint>oss-cn-hangzhou</LocationConstraint>"),
+            "{x}"
+        );
+        let u = ListMultipartUploadsResult {
+            bucket: "b".into(),
+            max_uploads: 1000,
+            ..Default::default()
+        };
         let x = to_xml(&u);
         assert!(x.contains("<NextKeyMarker") && x.contains("<NextUploadIdMarker"), "{x}");
     }

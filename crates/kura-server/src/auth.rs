@@ -28,9 +28,7 @@ fn now_secs() -> u64 {
 }
 
 fn skewed() -> Error {
-    let mut e = Error::new(Code::RequestTimeTooSkewed);
-    e.server_time = Some(timefmt::iso8601(timefmt::now_millis()));
-    e
+    Error::new(Code::RequestTimeTooSkewed).with(|d| d.server_time = Some(timefmt::iso8601(timefmt::now_millis())))
 }
 
 fn check_skew(t: u64) -> Result<()> {
@@ -42,10 +40,10 @@ fn check_skew(t: u64) -> Result<()> {
 }
 
 fn mismatch(string_to_sign: String, ak: &str) -> Error {
-    let mut e = Error::new(Code::SignatureDoesNotMatch);
-    e.string_to_sign = Some(string_to_sign);
-    e.access_key_id = Some(ak.to_string());
-    e
+    Error::new(Code::SignatureDoesNotMatch).with(|d| {
+        d.string_to_sign = Some(string_to_sign);
+        d.access_key_id = Some(ak.to_string());
+    })
 }
 
 fn access_denied(msg: &str) -> Error {
@@ -56,9 +54,7 @@ fn secret_for<'a>(creds: &'a Credentials, ak: &str) -> Result<&'a str> {
     if ak == creds.access_key_id {
         Ok(&creds.access_key_secret)
     } else {
-        let mut e = Error::new(Code::InvalidAccessKeyId);
-        e.access_key_id = Some(ak.to_string());
-        Err(e)
+        Err(Error::new(Code::InvalidAccessKeyId).with(|d| d.access_key_id = Some(ak.to_string())))
     }
 }
 
@@ -70,7 +66,9 @@ pub fn authenticate(ctx: &Ctx, creds: &Credentials) -> Result<Principal> {
         if auth.starts_with("OSS4-HMAC-SHA256") {
             return v4_header(ctx, creds, auth);
         }
-        return Err(access_denied("The authorization scheme is not supported; use OSS or OSS4-HMAC-SHA256."));
+        return Err(access_denied(
+            "The authorization scheme is not supported; use OSS or OSS4-HMAC-SHA256.",
+        ));
     }
     if ctx.query_raw("x-oss-signature-version").is_some() || ctx.query_raw("x-oss-signature").is_some() {
         return v4_presigned(ctx, creds);
@@ -88,7 +86,8 @@ fn v1_header(ctx: &Ctx, creds: &Credentials, rest: &str) -> Result<Principal> {
         .ok_or_else(|| access_denied("The Authorization header is malformed."))?;
     let secret = secret_for(creds, ak)?;
     let date_line = ctx.header("x-oss-date").or_else(|| ctx.header("date")).unwrap_or("");
-    let t = timefmt::parse_http_date(date_line).ok_or_else(|| access_denied("The request has no valid Date or x-oss-date header."))?;
+    let t = timefmt::parse_http_date(date_line)
+        .ok_or_else(|| access_denied("The request has no valid Date or x-oss-date header."))?;
     check_skew(t)?;
     let resource = sign::v1_canonical_resource(ctx.bucket.as_deref(), ctx.key.as_deref(), &ctx.query);
     let sts = sign::v1_string_to_sign(&ctx.method, &ctx.headers, date_line, &resource);
@@ -104,7 +103,9 @@ fn v1_presigned(ctx: &Ctx, creds: &Credentials) -> Result<Principal> {
     let sig = ctx.query_raw("Signature").unwrap_or("");
     let expires = ctx.query_raw("Expires").unwrap_or("");
     let secret = secret_for(creds, ak)?;
-    let exp: u64 = expires.parse().map_err(|_| access_denied("Expires is not a valid time."))?;
+    let exp: u64 = expires
+        .parse()
+        .map_err(|_| access_denied("Expires is not a valid time."))?;
     if now_secs() > exp {
         return Err(access_denied("Request has expired."));
     }
@@ -137,7 +138,15 @@ fn verify_v4(
     let scope = sign::v4_scope(date, region, product);
     let mut first_sts = None;
     for drop_empty in [false, true] {
-        let cr = sign::v4_canonical_request(&ctx.method, &uri, &query, &ctx.headers, additional, hashed_payload, drop_empty);
+        let cr = sign::v4_canonical_request(
+            &ctx.method,
+            &uri,
+            &query,
+            &ctx.headers,
+            additional,
+            hashed_payload,
+            drop_empty,
+        );
         let sts = sign::v4_string_to_sign(timestamp, &scope, &cr);
         if sign::signatures_equal(&sign::v4_signature(secret, date, region, product, &sts), signature) {
             return Ok(Principal::Root);
@@ -152,16 +161,29 @@ fn v4_time(raw: &str) -> Option<u64> {
 }
 
 fn v4_header(ctx: &Ctx, creds: &Credentials, auth: &str) -> Result<Principal> {
-    let a = sign::parse_v4_authorization(auth).ok_or_else(|| access_denied("The OSS4-HMAC-SHA256 Authorization header is malformed."))?;
+    let a = sign::parse_v4_authorization(auth)
+        .ok_or_else(|| access_denied("The OSS4-HMAC-SHA256 Authorization header is malformed."))?;
     let secret = secret_for(creds, &a.access_key_id)?;
     let timestamp = ctx
         .header("x-oss-date")
         .or_else(|| ctx.header("date"))
         .ok_or_else(|| access_denied("The request does not contain a valid x-oss-date or Date header."))?;
-    let t = v4_time(timestamp).ok_or_else(|| access_denied("The request does not contain a valid x-oss-date or Date header."))?;
+    let t = v4_time(timestamp)
+        .ok_or_else(|| access_denied("The request does not contain a valid x-oss-date or Date header."))?;
     check_skew(t)?;
     let payload = ctx.header("x-oss-content-sha256").unwrap_or("UNSIGNED-PAYLOAD");
-    verify_v4(ctx, secret, &a.access_key_id, &a.date, &a.region, &a.product, timestamp, &a.additional_headers, payload, &a.signature)
+    verify_v4(
+        ctx,
+        secret,
+        &a.access_key_id,
+        &a.date,
+        &a.region,
+        &a.product,
+        timestamp,
+        &a.additional_headers,
+        payload,
+        &a.signature,
+    )
 }
 
 fn v4_presigned(ctx: &Ctx, creds: &Credentials) -> Result<Principal> {
@@ -169,7 +191,8 @@ fn v4_presigned(ctx: &Ctx, creds: &Credentials) -> Result<Principal> {
         return Err(access_denied("x-oss-signature-version must be OSS4-HMAC-SHA256."));
     }
     let credential = ctx.query_raw("x-oss-credential").unwrap_or("");
-    let (ak, date, region, product) = sign::parse_v4_credential(credential).ok_or_else(|| access_denied("x-oss-credential is malformed."))?;
+    let (ak, date, region, product) =
+        sign::parse_v4_credential(credential).ok_or_else(|| access_denied("x-oss-credential is malformed."))?;
     let secret = secret_for(creds, &ak)?;
     let timestamp = ctx.query_raw("x-oss-date").unwrap_or("");
     let t = timefmt::parse_iso8601_basic(timestamp).ok_or_else(|| access_denied("x-oss-date is malformed."))?;
@@ -190,5 +213,16 @@ fn v4_presigned(ctx: &Ctx, creds: &Credentials) -> Result<Principal> {
     }
     let additional = sign::parse_additional_headers(ctx.query_raw("x-oss-additional-headers").unwrap_or(""));
     let signature = ctx.query_raw("x-oss-signature").unwrap_or("");
-    verify_v4(ctx, secret, &ak, &date, &region, &product, timestamp, &additional, "UNSIGNED-PAYLOAD", signature)
+    verify_v4(
+        ctx,
+        secret,
+        &ak,
+        &date,
+        &region,
+        &product,
+        timestamp,
+        &additional,
+        "UNSIGNED-PAYLOAD",
+        signature,
+    )
 }

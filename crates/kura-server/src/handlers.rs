@@ -24,7 +24,10 @@ pub struct State {
 }
 
 fn owner() -> Owner {
-    Owner { id: "kura".into(), display_name: "kura".into() }
+    Owner {
+        id: "kura".into(),
+        display_name: "kura".into(),
+    }
 }
 
 fn deny() -> Error {
@@ -57,7 +60,11 @@ fn parse_max(ctx: &Ctx, name: &str, default: usize) -> Result<usize> {
         Some(v) => match v.parse::<i64>() {
             Ok(n) if n >= 1 => Ok((n as usize).min(MAX_LIST)),
             Ok(0) => Ok(0),
-            _ => Err(Error::invalid_argument(format!("{name} must be an integer between 0 and 1000."), name, v)),
+            _ => Err(Error::invalid_argument(
+                format!("{name} must be an integer between 0 and 1000."),
+                name,
+                v,
+            )),
         },
     }
 }
@@ -135,7 +142,13 @@ fn write_options(ctx: &Ctx) -> Result<WriteOptions> {
 fn check_content_length(ctx: &Ctx, st: &State) -> Result<()> {
     if let Some(len) = ctx.header("content-length").and_then(|v| v.trim().parse::<u64>().ok()) {
         if len > st.kura.config().max_body_size {
-            return Err(Error::msg(Code::EntityTooLarge, format!("The body exceeds the limit of {} bytes.", st.kura.config().max_body_size)));
+            return Err(Error::msg(
+                Code::EntityTooLarge,
+                format!(
+                    "The body exceeds the limit of {} bytes.",
+                    st.kura.config().max_body_size
+                ),
+            ));
         }
     }
     Ok(())
@@ -162,15 +175,25 @@ pub async fn route(st: &State, ctx: &Ctx, body: HyperBody, host: &str) -> Result
     }
 }
 
-async fn bucket_op(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, mut body: HyperBody, host: &str) -> Result<Resp> {
+async fn bucket_op(
+    st: &State,
+    ctx: &Ctx,
+    p: &Principal,
+    bucket: &str,
+    mut body: HyperBody,
+    host: &str,
+) -> Result<Resp> {
     let k = &st.kura;
     match ctx.method.as_str() {
         "PUT" => {
             require_root(p)?;
-            let acl = match ctx.header("x-oss-acl") {
-                None => None,
-                Some(v) => Some(Acl::parse(v.trim()).ok_or_else(|| Error::invalid_argument("no such bucket access control exists", "x-oss-acl", v))?),
-            };
+            let acl =
+                match ctx.header("x-oss-acl") {
+                    None => None,
+                    Some(v) => Some(Acl::parse(v.trim()).ok_or_else(|| {
+                        Error::invalid_argument("no such bucket access control exists", "x-oss-acl", v)
+                    })?),
+                };
             // The optional CreateBucketConfiguration body: read (bounded), storage class ignored.
             read_small(&mut body, MAX_XML_BODY).await?;
             if ctx.has_query("acl") {
@@ -195,13 +218,17 @@ async fn bucket_op(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, mut body:
                 let b = k.bucket(bucket).await?;
                 return Ok(render::xml(&AccessControlPolicy {
                     owner: owner(),
-                    access_control_list: AccessControlList { grant: b.acl.as_str().into() },
+                    access_control_list: AccessControlList {
+                        grant: b.acl.as_str().into(),
+                    },
                 }));
             }
             if ctx.has_query("location") {
                 require_root(p)?;
                 k.bucket(bucket).await?;
-                return Ok(render::xml(&LocationConstraint { location: format!("oss-{}", k.config().region) }));
+                return Ok(render::xml(&LocationConstraint {
+                    location: format!("oss-{}", k.config().region),
+                }));
             }
             if ctx.has_query("bucketInfo") {
                 require_root(p)?;
@@ -227,7 +254,15 @@ async fn bucket_op(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, mut body:
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn object_op(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &str, mut body: HyperBody, host: &str) -> Result<Resp> {
+async fn object_op(
+    st: &State,
+    ctx: &Ctx,
+    p: &Principal,
+    bucket: &str,
+    key: &str,
+    mut body: HyperBody,
+    host: &str,
+) -> Result<Resp> {
     let k = &st.kura;
     // Writes by anonymous users need a public-read-write bucket; reads are checked per object.
     let anonymous_write_ok = || async {
@@ -250,7 +285,9 @@ async fn object_op(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &str
                 let (_, rec) = k.head_object(bucket, key).await?;
                 return Ok(render::xml(&AccessControlPolicy {
                     owner: owner(),
-                    access_control_list: AccessControlList { grant: rec.acl.as_str().into() },
+                    access_control_list: AccessControlList {
+                        grant: rec.acl.as_str().into(),
+                    },
                 }));
             }
             if let Some(upload_id) = ctx.query_raw("uploadId") {
@@ -282,7 +319,11 @@ async fn object_op(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &str
                 set(&mut r, "etag", etag::quoted(&rec.etag));
                 set(&mut r, "x-oss-hash-crc64ecma", rec.crc64.to_string());
                 if let Ok(raw) = hex::decode(&rec.etag) {
-                    set(&mut r, "content-md5", base64::engine::general_purpose::STANDARD.encode(raw));
+                    set(
+                        &mut r,
+                        "content-md5",
+                        base64::engine::general_purpose::STANDARD.encode(raw),
+                    );
                 }
                 return Ok(r);
             }
@@ -318,7 +359,10 @@ async fn object_op(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &str
                 return complete_upload(st, ctx, bucket, key, upload_id, body, host).await;
             }
             if ctx.has_query("append") {
-                return Err(Error::msg(Code::NotImplemented, "AppendObject is not supported by this server."));
+                return Err(Error::msg(
+                    Code::NotImplemented,
+                    "AppendObject is not supported by this server.",
+                ));
             }
             Err(Error::new(Code::MethodNotAllowed))
         }
@@ -336,7 +380,11 @@ async fn object_op(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &str
 }
 
 fn endpoint(st: &State, host: &str) -> (String, String) {
-    let ext = if host.is_empty() { format!("oss-{}.aliyuncs.com", st.kura.config().region) } else { host.to_string() };
+    let ext = if host.is_empty() {
+        format!("oss-{}.aliyuncs.com", st.kura.config().region)
+    } else {
+        host.to_string()
+    };
     (ext.clone(), ext)
 }
 
@@ -354,7 +402,9 @@ fn bucket_info(st: &State, b: &BucketRecord, host: &str) -> BucketInfo {
             storage_class: b.storage_class.clone(),
             data_redundancy_type: "LRS".into(),
             owner: owner(),
-            access_control_list: AccessControlList { grant: b.acl.as_str().into() },
+            access_control_list: AccessControlList {
+                grant: b.acl.as_str().into(),
+            },
         },
     }
 }
@@ -375,7 +425,11 @@ async fn list_buckets(st: &State, ctx: &Ctx, host: &str) -> Result<Resp> {
     all.sort_by(|a, b| a.name.cmp(&b.name));
     let truncated = all.len() > max;
     all.truncate(max);
-    let next_marker = if truncated { all.last().map(|b| b.name.clone()) } else { None };
+    let next_marker = if truncated {
+        all.last().map(|b| b.name.clone())
+    } else {
+        None
+    };
     Ok(render::xml(&ListAllMyBucketsResult {
         prefix: prefix.into(),
         marker: marker.into(),
@@ -424,7 +478,9 @@ async fn list_objects(st: &State, ctx: &Ctx, bucket: &str) -> Result<Resp> {
             Some(t) => hex::decode(t)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| Error::invalid_argument("The continuation token is not valid.", "continuation-token", t))?,
+                .ok_or_else(|| {
+                    Error::invalid_argument("The continuation token is not valid.", "continuation-token", t)
+                })?,
             None => ctx.query("start-after").unwrap_or("").to_string(),
         };
         (after, token)
@@ -433,21 +489,41 @@ async fn list_objects(st: &State, ctx: &Ctx, bucket: &str) -> Result<Resp> {
     };
     let listing = st.kura.list_objects(bucket, prefix, delimiter, &marker, max).await?;
     let with_owner = !v2 || is_true(ctx.query("fetch-owner"));
-    let contents: Vec<ObjectEntry> = listing.objects.iter().map(|(k, r)| object_entry(k, r, url, with_owner)).collect();
-    let common_prefixes: Vec<CommonPrefix> = listing.common_prefixes.iter().map(|p| CommonPrefix { prefix: enc(p, url) }).collect();
+    let contents: Vec<ObjectEntry> = listing
+        .objects
+        .iter()
+        .map(|(k, r)| object_entry(k, r, url, with_owner))
+        .collect();
+    let common_prefixes: Vec<CommonPrefix> = listing
+        .common_prefixes
+        .iter()
+        .map(|p| CommonPrefix { prefix: enc(p, url) })
+        .collect();
     let key_count = (contents.len() + common_prefixes.len()) as u32;
     let result = ListBucketResult {
         name: bucket.into(),
         prefix: enc(prefix, url),
         marker: (!v2).then(|| enc(&marker, url)),
         continuation_token: token.map(|t| t.to_string()),
-        start_after: if v2 { ctx.query("start-after").map(|s| enc(s, url)) } else { None },
+        start_after: if v2 {
+            ctx.query("start-after").map(|s| enc(s, url))
+        } else {
+            None
+        },
         max_keys: max as u32,
         delimiter: enc(delimiter, url),
         encoding_type: url.then(|| "url".into()),
         is_truncated: listing.truncated,
-        next_marker: if v2 { None } else { listing.next_marker.as_deref().map(|m| enc(m, url)) },
-        next_continuation_token: if v2 { listing.next_marker.as_deref().map(|m| hex::encode(m.as_bytes())) } else { None },
+        next_marker: if v2 {
+            None
+        } else {
+            listing.next_marker.as_deref().map(|m| enc(m, url))
+        },
+        next_continuation_token: if v2 {
+            listing.next_marker.as_deref().map(|m| hex::encode(m.as_bytes()))
+        } else {
+            None
+        },
         contents,
         common_prefixes,
         key_count: v2.then_some(key_count),
@@ -461,7 +537,10 @@ async fn delete_objects(st: &State, ctx: &Ctx, bucket: &str, mut body: HyperBody
     let text = std::str::from_utf8(&raw).map_err(|_| Error::new(Code::MalformedXML))?;
     let req: Delete = from_xml(text).map_err(|_| Error::new(Code::MalformedXML))?;
     if req.objects.is_empty() || req.objects.len() > 1000 {
-        return Err(Error::msg(Code::MalformedXML, "A Delete request lists 1 to 1000 objects."));
+        return Err(Error::msg(
+            Code::MalformedXML,
+            "A Delete request lists 1 to 1000 objects.",
+        ));
     }
     st.kura.bucket(bucket).await?;
     let quiet = is_true(req.quiet.as_deref());
@@ -474,14 +553,20 @@ async fn delete_objects(st: &State, ctx: &Ctx, bucket: &str, mut body: HyperBody
             deleted.push(DeletedEntry { key: enc(&o.key, url) });
         }
     }
-    Ok(render::xml(&DeleteResult { encoding_type: url.then(|| "url".into()), deleted }))
+    Ok(render::xml(&DeleteResult {
+        encoding_type: url.then(|| "url".into()),
+        deleted,
+    }))
 }
 
 /// Evaluates If-Match / If-None-Match / If-(Un)Modified-Since against an object. The
 /// `prefix` is "" for GET and "x-oss-copy-source-" for copy sources.
 fn check_conditions(ctx: &Ctx, rec: &ObjectRecord, prefix: &str, not_modified_is_error: bool) -> Result<()> {
     let h = |n: &str| ctx.header(&format!("{prefix}{n}"));
-    let matches = |list: &str| list.split(',').any(|e| e.trim() == "*" || etag::normalize(e) == rec.etag);
+    let matches = |list: &str| {
+        list.split(',')
+            .any(|e| e.trim() == "*" || etag::normalize(e) == rec.etag)
+    };
     let modified = rec.last_modified_ms / 1000;
     if let Some(v) = h("if-match") {
         if !matches(v) {
@@ -492,7 +577,11 @@ fn check_conditions(ctx: &Ctx, rec: &ObjectRecord, prefix: &str, not_modified_is
             return Err(Error::new(Code::PreconditionFailed));
         }
     }
-    let not_modified = if not_modified_is_error { Code::PreconditionFailed } else { Code::NotModified };
+    let not_modified = if not_modified_is_error {
+        Code::PreconditionFailed
+    } else {
+        Code::NotModified
+    };
     if let Some(v) = h("if-none-match") {
         if matches(v) {
             return Err(Error::new(not_modified));
@@ -509,14 +598,22 @@ fn check_conditions(ctx: &Ctx, rec: &ObjectRecord, prefix: &str, not_modified_is
 /// range (200, whole object) unless `x-oss-range-behavior: standard` asks for 416 and for
 /// ends past the size to be truncated.
 fn parse_range(value: &str, size: u64, standard: bool) -> Result<Option<(u64, u64)>> {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else { return Ok(None) };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
     let first = spec.split(',').next().unwrap_or("").trim();
-    let Some((a, b)) = first.split_once('-') else { return Ok(None) };
+    let Some((a, b)) = first.split_once('-') else {
+        return Ok(None);
+    };
     let (a, b) = (a.trim(), b.trim());
     if a.is_empty() {
         let Ok(n) = b.parse::<u64>() else { return Ok(None) };
         if n == 0 || size == 0 {
-            return if standard { Err(Error::new(Code::InvalidRange)) } else { Ok(None) };
+            return if standard {
+                Err(Error::new(Code::InvalidRange))
+            } else {
+                Ok(None)
+            };
         }
         return Ok(Some((size.saturating_sub(n), size)));
     }
@@ -530,7 +627,11 @@ fn parse_range(value: &str, size: u64, standard: bool) -> Result<Option<(u64, u6
         }
     };
     if start >= size {
-        return if standard { Err(Error::new(Code::InvalidRange)) } else { Ok(None) };
+        return if standard {
+            Err(Error::new(Code::InvalidRange))
+        } else {
+            Ok(None)
+        };
     }
     if end_incl >= size {
         return if standard { Ok(Some((start, size))) } else { Ok(None) };
@@ -559,7 +660,9 @@ async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &st
         set(&mut r, "content-length", rec.size.to_string());
         return Ok(r);
     }
-    let standard = ctx.header("x-oss-range-behavior").is_some_and(|v| v.eq_ignore_ascii_case("standard"));
+    let standard = ctx
+        .header("x-oss-range-behavior")
+        .is_some_and(|v| v.eq_ignore_ascii_case("standard"));
     let range = match ctx.header("range") {
         Some(v) => parse_range(v, rec.size, standard)?,
         None => None,
@@ -637,7 +740,10 @@ async fn copy_object(st: &State, ctx: &Ctx, bucket: &str, key: &str) -> Result<R
     let acl = header_acl(ctx, "x-oss-object-acl")?.unwrap_or_default();
     let forbid = is_true(ctx.header("x-oss-forbid-overwrite"));
     let rec = st.kura.copy_object(&src, bucket, key, replace, acl, forbid).await?;
-    let mut r = render::xml(&CopyObjectResult { last_modified: iso8601(rec.last_modified_ms), etag: etag::quoted(&rec.etag) });
+    let mut r = render::xml(&CopyObjectResult {
+        last_modified: iso8601(rec.last_modified_ms),
+        etag: etag::quoted(&rec.etag),
+    });
     set(&mut r, "etag", etag::quoted(&rec.etag));
     set(&mut r, "x-oss-hash-crc64ecma", rec.crc64.to_string());
     Ok(r)
@@ -654,28 +760,55 @@ async fn upload_part_copy(st: &State, ctx: &Ctx, bucket: &str, key: &str, upload
             let spec = v.trim().strip_prefix("bytes=").ok_or_else(bad)?;
             let (a, b) = spec.split_once('-').ok_or_else(bad)?;
             let a: u64 = a.trim().parse().map_err(|_| bad())?;
-            let end = if b.trim().is_empty() { src.size } else { b.trim().parse::<u64>().map_err(|_| bad())? + 1 };
+            let end = if b.trim().is_empty() {
+                src.size
+            } else {
+                b.trim().parse::<u64>().map_err(|_| bad())? + 1
+            };
             if a >= end || end > src.size {
                 return Err(Error::new(Code::InvalidRange));
             }
             (a, end)
         }
     };
-    let rec = st.kura.upload_part_copy(bucket, key, upload_id, part, &src, start, end).await?;
-    let mut r = render::xml(&CopyPartResult { last_modified: iso8601(rec.last_modified_ms), etag: etag::quoted(&rec.etag) });
+    let rec = st
+        .kura
+        .upload_part_copy(bucket, key, upload_id, part, &src, start..end)
+        .await?;
+    let mut r = render::xml(&CopyPartResult {
+        last_modified: iso8601(rec.last_modified_ms),
+        etag: etag::quoted(&rec.etag),
+    });
     set(&mut r, "etag", etag::quoted(&rec.etag));
     set(&mut r, "x-oss-hash-crc64ecma", rec.crc64.to_string());
-    set(&mut r, "content-range", format!("bytes {}-{}/{}", start, end.saturating_sub(1), src.size));
+    set(
+        &mut r,
+        "content-range",
+        format!("bytes {}-{}/{}", start, end.saturating_sub(1), src.size),
+    );
     Ok(r)
 }
 
-async fn complete_upload(st: &State, ctx: &Ctx, bucket: &str, key: &str, upload_id: &str, mut body: HyperBody, host: &str) -> Result<Resp> {
+async fn complete_upload(
+    st: &State,
+    ctx: &Ctx,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    mut body: HyperBody,
+    host: &str,
+) -> Result<Resp> {
     let raw = read_small(&mut body, MAX_XML_BODY).await?;
-    let complete_all = ctx.header("x-oss-complete-all").is_some_and(|v| v.trim().eq_ignore_ascii_case("yes"));
+    let complete_all = ctx
+        .header("x-oss-complete-all")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("yes"));
     // The upload must exist before anything else is judged (a retry is answered by the store).
     let selection = if complete_all {
         if !raw.iter().all(u8::is_ascii_whitespace) {
-            return Err(Error::msg(Code::InvalidArgument, "Should not speficy both complete all header and http body."));
+            return Err(Error::msg(
+                Code::InvalidArgument,
+                "Should not speficy both complete all header and http body.",
+            ));
         }
         PartSelection::All
     } else {
@@ -693,9 +826,17 @@ async fn complete_upload(st: &State, ctx: &Ctx, bucket: &str, key: &str, upload_
     };
     let acl = header_acl(ctx, "x-oss-object-acl")?;
     let forbid = is_true(ctx.header("x-oss-forbid-overwrite"));
-    let done = st.kura.complete_upload(bucket, key, upload_id, selection, forbid, acl).await?;
+    let done = st
+        .kura
+        .complete_upload(bucket, key, upload_id, selection, forbid, acl)
+        .await?;
     let url = url_encoding(ctx);
-    let location = format!("http://{}/{}/{}", if host.is_empty() { "localhost" } else { host }, bucket, enc(key, true));
+    let location = format!(
+        "http://{}/{}/{}",
+        if host.is_empty() { "localhost" } else { host },
+        bucket,
+        enc(key, true)
+    );
     let mut r = render::xml(&CompleteMultipartUploadResult {
         encoding_type: url.then(|| "url".into()),
         location: if url { encode_component(&location) } else { location },
@@ -749,7 +890,10 @@ async fn list_uploads(st: &State, ctx: &Ctx, bucket: &str) -> Result<Resp> {
     let key_marker = ctx.query("key-marker").unwrap_or("");
     let upload_id_marker = ctx.query("upload-id-marker").unwrap_or("");
     let max = parse_max(ctx, "max-uploads", MAX_LIST)?;
-    let l = st.kura.list_uploads(bucket, prefix, delimiter, key_marker, upload_id_marker, max).await?;
+    let l = st
+        .kura
+        .list_uploads(bucket, prefix, delimiter, key_marker, upload_id_marker, max)
+        .await?;
     Ok(render::xml(&ListMultipartUploadsResult {
         encoding_type: url.then(|| "url".into()),
         bucket: bucket.into(),
@@ -771,7 +915,11 @@ async fn list_uploads(st: &State, ctx: &Ctx, bucket: &str) -> Result<Resp> {
                 initiated: iso8601(u.initiated_ms),
             })
             .collect(),
-        common_prefixes: l.common_prefixes.iter().map(|p| CommonPrefix { prefix: enc(p, url) }).collect(),
+        common_prefixes: l
+            .common_prefixes
+            .iter()
+            .map(|p| CommonPrefix { prefix: enc(p, url) })
+            .collect(),
     }))
 }
 
@@ -787,7 +935,10 @@ mod tests {
         assert_eq!(parse_range("bytes=0-1000", 1000, false).unwrap(), None);
         assert_eq!(parse_range("bytes=0-1000", 1000, true).unwrap(), Some((0, 1000)));
         assert_eq!(parse_range("bytes=1000-", 1000, false).unwrap(), None);
-        assert_eq!(parse_range("bytes=1000-", 1000, true).unwrap_err().code, Code::InvalidRange);
+        assert_eq!(
+            parse_range("bytes=1000-", 1000, true).unwrap_err().code,
+            Code::InvalidRange
+        );
         assert_eq!(parse_range("bytes=5-2", 100, false).unwrap(), None);
         assert_eq!(parse_range("items=0-1", 100, false).unwrap(), None);
         assert_eq!(parse_range("bytes=0-1,5-6", 100, false).unwrap(), Some((0, 2)));

@@ -56,7 +56,8 @@ pub fn empty(status: u16) -> Resp {
 pub fn xml<T: Serialize>(value: &T) -> Resp {
     let body = xml::to_xml(value);
     let mut r = Response::new(RespBody::Full(Some(Bytes::from(body))));
-    r.headers_mut().insert("content-type", HeaderValue::from_static("application/xml"));
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/xml"));
     r
 }
 
@@ -69,7 +70,10 @@ pub fn set(r: &mut Resp, name: &'static str, value: impl AsRef<str>) {
 
 /// Sets a header whose name is built at run time (user metadata).
 pub fn set_dynamic(r: &mut Resp, name: &str, value: &str) {
-    if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+    if let (Ok(n), Ok(v)) = (
+        http::HeaderName::from_bytes(name.as_bytes()),
+        HeaderValue::from_str(value),
+    ) {
         r.headers_mut().insert(n, v);
     }
 }
@@ -78,25 +82,28 @@ pub fn error(e: &Error, request_id: &str, ctx: Option<&Ctx>, host: &str, is_head
     if e.code == Code::NotModified {
         return empty(304);
     }
+    let d = e.detail();
     let body = ErrorBody {
         code: e.code.as_str().to_string(),
         message: e.message.clone(),
         request_id: request_id.to_string(),
         host_id: host.to_string(),
-        bucket_name: e.bucket.clone().or_else(|| {
+        bucket_name: d.bucket.clone().or_else(|| {
             matches!(e.code, Code::NoSuchBucket | Code::BucketNotEmpty)
                 .then(|| ctx.and_then(|c| c.bucket.clone()))
                 .flatten()
         }),
-        key: e.key.clone().or_else(|| {
-            matches!(e.code, Code::NoSuchKey).then(|| ctx.and_then(|c| c.key.clone())).flatten()
+        key: d.key.clone().or_else(|| {
+            matches!(e.code, Code::NoSuchKey)
+                .then(|| ctx.and_then(|c| c.key.clone()))
+                .flatten()
         }),
-        upload_id: e.upload_id.clone(),
-        argument_name: e.argument.as_ref().map(|a| a.0.clone()),
-        argument_value: e.argument.as_ref().map(|a| a.1.clone()),
-        server_time: e.server_time.clone(),
-        string_to_sign: e.string_to_sign.clone(),
-        oss_access_key_id: e.access_key_id.clone(),
+        upload_id: d.upload_id.clone(),
+        argument_name: d.argument.as_ref().map(|a| a.0.clone()),
+        argument_value: d.argument.as_ref().map(|a| a.1.clone()),
+        server_time: d.server_time.clone(),
+        string_to_sign: d.string_to_sign.clone(),
+        oss_access_key_id: d.access_key_id.clone(),
         ec: None,
     };
     let status = e.code.status();

@@ -30,7 +30,11 @@ impl Ctx {
     }
     /// The value of a query param; empty means absent (oss2 sends empty listing params).
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+        self.query
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
     }
     pub fn query_raw(&self, name: &str) -> Option<&str> {
         self.query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
@@ -62,11 +66,20 @@ pub fn parse(parts: &http::request::Parts, domain: Option<&str>) -> Result<Ctx> 
         .and_then(|h| h.to_str().ok())
         .or_else(|| parts.uri.host())
         .unwrap_or("");
-    let host_name = host.rsplit_once(':').map_or(host, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { host });
-    let virtual_bucket = domain.and_then(|d| host_name.strip_suffix(d)).and_then(|b| b.strip_suffix('.')).filter(|b| !b.is_empty());
+    let host_name = host.rsplit_once(':').map_or(
+        host,
+        |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { host },
+    );
+    let virtual_bucket = domain
+        .and_then(|d| host_name.strip_suffix(d))
+        .and_then(|b| b.strip_suffix('.'))
+        .filter(|b| !b.is_empty());
 
     let (bucket, key_raw) = match virtual_bucket {
-        Some(b) => (b.to_string(), raw_path.strip_prefix('/').unwrap_or(raw_path).to_string()),
+        Some(b) => (
+            b.to_string(),
+            raw_path.strip_prefix('/').unwrap_or(raw_path).to_string(),
+        ),
         None => {
             let rest = raw_path.strip_prefix('/').unwrap_or(raw_path);
             // `//` (the C++ SDK's ListBuckets) and `/` are the service root.
@@ -86,9 +99,18 @@ pub fn parse(parts: &http::request::Parts, domain: Option<&str>) -> Result<Ctx> 
     let key = if key_raw.is_empty() {
         None
     } else {
-        Some(encode::decode_path(&key_raw).ok_or_else(|| Error::msg(Code::InvalidObjectName, "The object name is not valid UTF-8."))?)
+        Some(
+            encode::decode_path(&key_raw)
+                .ok_or_else(|| Error::msg(Code::InvalidObjectName, "The object name is not valid UTF-8."))?,
+        )
     };
-    Ok(Ctx { method: parts.method.as_str().to_string(), bucket, key, query, headers })
+    Ok(Ctx {
+        method: parts.method.as_str().to_string(),
+        bucket,
+        key,
+        query,
+        headers,
+    })
 }
 
 /// A hyper body as the core's body source. Trailers are skipped.
@@ -99,7 +121,12 @@ impl BodySource for HyperBody {
         loop {
             match self.0.frame().await {
                 None => return None,
-                Some(Err(e)) => return Some(Err(Error::msg(Code::IncompleteBody, format!("The request body could not be read: {e}")))),
+                Some(Err(e)) => {
+                    return Some(Err(Error::msg(
+                        Code::IncompleteBody,
+                        format!("The request body could not be read: {e}"),
+                    )))
+                }
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         return Some(Ok(data));
@@ -116,7 +143,10 @@ pub async fn read_small(body: &mut impl BodySource, limit: usize) -> Result<Byte
     while let Some(chunk) = body.next_chunk().await {
         let chunk = chunk?;
         if buf.len() + chunk.len() > limit {
-            return Err(Error::msg(Code::InvalidArgument, format!("The request body exceeds {limit} bytes.")));
+            return Err(Error::msg(
+                Code::InvalidArgument,
+                format!("The request body exceeds {limit} bytes."),
+            ));
         }
         buf.extend_from_slice(&chunk);
     }

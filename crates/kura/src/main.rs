@@ -6,7 +6,11 @@ mod serve;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "kura", version, about = "Kura: a self-hosted object store that speaks the Alibaba Cloud OSS protocol")]
+#[command(
+    name = "kura",
+    version,
+    about = "Kura: a self-hosted object store that speaks the Alibaba Cloud OSS protocol"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

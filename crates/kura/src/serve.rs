@@ -54,7 +54,10 @@ fn settle_credentials(args: &ServeArgs) -> anyhow::Result<Credentials> {
         let mut lines = text.lines();
         if let (Some(id), Some(secret)) = (lines.next(), lines.next()) {
             println!("root credentials from {}", path.display());
-            return Ok(Credentials { access_key_id: id.trim().into(), access_key_secret: secret.trim().into() });
+            return Ok(Credentials {
+                access_key_id: id.trim().into(),
+                access_key_secret: secret.trim().into(),
+            });
         }
         anyhow::bail!("{} is not two lines (access key id, secret)", path.display());
     }
@@ -62,7 +65,10 @@ fn settle_credentials(args: &ServeArgs) -> anyhow::Result<Credentials> {
         access_key_id: format!("KURA{}", hex::encode_upper(rand::random::<[u8; 8]>())),
         access_key_secret: hex::encode(rand::random::<[u8; 20]>()),
     };
-    write_private(&path, &format!("{}\n{}\n", creds.access_key_id, creds.access_key_secret))?;
+    write_private(
+        &path,
+        &format!("{}\n{}\n", creds.access_key_id, creds.access_key_secret),
+    )?;
     println!("generated root credentials (kept in {}):", path.display());
     println!("  access key id:     {}", creds.access_key_id);
     println!("  access key secret: {}", creds.access_key_secret);
@@ -90,7 +96,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         deletion_grace: Duration::from_secs(args.deletion_grace_secs),
         ..Config::default()
     };
-    let kura = Kura::open_local(&args.data, cfg).map_err(|e| anyhow::anyhow!("opening {}: {e}", args.data.display()))?;
+    let kura =
+        Kura::open_local(&args.data, cfg).map_err(|e| anyhow::anyhow!("opening {}: {e}", args.data.display()))?;
     kura.spawn_sweeper();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -98,7 +105,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     println!("kura listening on http://{addr}");
     let _ = std::io::stdout().flush();
-    let state = Arc::new(State { kura, creds, domain: args.domain.clone() });
+    let state = Arc::new(State {
+        kura,
+        creds,
+        domain: args.domain.clone(),
+    });
     tokio::select! {
         r = kura_server::serve(listener, state) => r?,
         _ = tokio::signal::ctrl_c() => println!("shutting down"),
