@@ -1,9 +1,405 @@
-//! `kura bench`: filled in below.
+//! `kura bench`: starts a real `kura serve` (this same binary) on loopback with a scratch data
+//! directory and measures it against references taken in the same run. Figures are medians.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
 use clap::Args;
+use futures_util::future::try_join_all;
+use md5::{Digest, Md5};
+use tokio::sync::Semaphore;
+
+use kura_proto::{sign, timefmt, xml};
+
+const MB: f64 = 1e6;
+const MIB: usize = 1024 * 1024;
+const AK: &str = "bench-ak";
+const SK: &str = "bench-sk";
 
 #[derive(Args, Debug)]
-pub struct BenchArgs {}
+pub struct BenchArgs {
+    /// Scratch directory (a temporary one under the system temp dir by default).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Size of the big upload, MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub upload_mib: usize,
+    /// Repetitions of each timed step (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Parts for the large Complete (each 102,400 bytes).
+    #[arg(long, default_value_t = 10_000)]
+    pub many_parts: u32,
+    /// Concurrent 64 MiB part uploads for the memory check.
+    #[arg(long, default_value_t = 64)]
+    pub concurrent: usize,
+}
 
-pub async fn run(_args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// A minimal V1-signing client for the bench (the full client is `kura-client`).
+struct Client {
+    http: reqwest::Client,
+    endpoint: String,
+}
+
+impl Client {
+    fn request(
+        &self,
+        method: reqwest::Method,
+        bucket: &str,
+        key: &str,
+        query: &[(&str, &str)],
+    ) -> reqwest::RequestBuilder {
+        let date = timefmt::http_date(timefmt::now_millis());
+        let q: Vec<(String, String)> = query.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let key_opt = (!key.is_empty()).then_some(key);
+        let resource = sign::v1_canonical_resource(Some(bucket), key_opt, &q);
+        let sts = sign::v1_string_to_sign(method.as_str(), &[], &date, &resource);
+        let sig = sign::v1_signature(SK, &sts);
+        let path = match key_opt {
+            Some(k) => format!("{}/{}/{}", self.endpoint, bucket, kura_proto::encode::encode_path(k)),
+            None => format!("{}/{}/", self.endpoint, bucket),
+        };
+        let qs: Vec<String> = q
+            .iter()
+            .map(|(a, b)| {
+                if b.is_empty() {
+                    a.clone()
+                } else {
+                    format!("{a}={}", kura_proto::encode::encode_component(b))
+                }
+            })
+            .collect();
+        let url = if qs.is_empty() {
+            path
+        } else {
+            format!("{path}?{}", qs.join("&"))
+        };
+        self.http
+            .request(method, url)
+            .header("date", date)
+            .header("authorization", format!("OSS {AK}:{sig}"))
+    }
+
+    async fn send_ok(&self, rb: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        let r = rb.send().await?;
+        if !r.status().is_success() {
+            let status = r.status();
+            bail!("{status}: {}", r.text().await.unwrap_or_default());
+        }
+        Ok(r)
+    }
+
+    async fn initiate(&self, bucket: &str, key: &str) -> anyhow::Result<String> {
+        let r = self
+            .send_ok(self.request(reqwest::Method::POST, bucket, key, &[("uploads", "")]))
+            .await?;
+        let res: xml::InitiateMultipartUploadResult = xml::from_xml(&r.text().await?).map_err(anyhow::Error::msg)?;
+        Ok(res.upload_id)
+    }
+
+    async fn upload_part(&self, bucket: &str, key: &str, id: &str, n: u32, body: Bytes) -> anyhow::Result<String> {
+        let ns = n.to_string();
+        let rb = self
+            .request(
+                reqwest::Method::PUT,
+                bucket,
+                key,
+                &[("partNumber", &ns), ("uploadId", id)],
+            )
+            .body(body);
+        let r = self.send_ok(rb).await?;
+        Ok(r.headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string())
+    }
+
+    async fn complete(&self, bucket: &str, key: &str, id: &str, etags: &[String]) -> anyhow::Result<()> {
+        let body = xml::to_xml(&xml::CompleteMultipartUpload {
+            parts: etags
+                .iter()
+                .enumerate()
+                .map(|(i, e)| xml::CompletePart {
+                    part_number: (i + 1).to_string(),
+                    etag: e.clone(),
+                })
+                .collect(),
+        });
+        self.send_ok(
+            self.request(reqwest::Method::POST, bucket, key, &[("uploadId", id)])
+                .body(body),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Uploads parts `1..=count` of `part` bytes each, `in_flight` at a time; returns ETags.
+    async fn upload_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        id: &str,
+        part: Bytes,
+        count: u32,
+        in_flight: usize,
+    ) -> anyhow::Result<Vec<String>> {
+        let sem = std::sync::Arc::new(Semaphore::new(in_flight));
+        let futs = (1..=count).map(|n| {
+            let sem = sem.clone();
+            let part = part.clone();
+            async move {
+                let _permit = sem.acquire().await?;
+                self.upload_part(bucket, key, id, n, part).await
+            }
+        });
+        try_join_all(futs).await
+    }
+}
+
+struct Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl Server {
+    fn start(data: &Path) -> anyhow::Result<Server> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(data)
+            .args([
+                "--access-key-id",
+                AK,
+                "--access-key-secret",
+                SK,
+                "--deletion-grace-secs",
+                "0",
+            ])
+            .env("KURA_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting kura serve")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        loop {
+            match lines.next() {
+                Some(Ok(l)) if l.contains("listening on") => break,
+                Some(Ok(_)) => continue,
+                _ => bail!("kura serve did not start"),
+            }
+        }
+        Ok(Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        })
+    }
+
+    /// (current RSS, peak RSS) in MiB, from /proc.
+    fn rss_mib(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+                .map_or(0.0, |kb| kb / 1024.0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The machine's single-core MD5 rate, MB/s.
+fn md5_rate(buf: &[u8]) -> f64 {
+    let t = Instant::now();
+    let mut h = Md5::new();
+    h.update(buf);
+    std::hint::black_box(h.finalize());
+    buf.len() as f64 / MB / t.elapsed().as_secs_f64()
+}
+
+/// What two streams of MD5 + write + fsync achieve together on this disk, MB/s: the ceiling a
+/// server that hashes and persists every byte can reach with two cores. Each stream writes
+/// 8 MiB files and fsyncs each one, as the server does with 8 MiB parts.
+fn md5_fsync_two_streams(dir: &Path, per_stream: usize) -> anyhow::Result<f64> {
+    let chunk = vec![0x5au8; MIB];
+    let t = Instant::now();
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let handles: Vec<_> = (0..2)
+            .map(|i| {
+                let chunk = &chunk;
+                s.spawn(move || -> std::io::Result<()> {
+                    use std::io::Write;
+                    for file in 0..per_stream / (8 * MIB) {
+                        let path = dir.join(format!("ref-{i}-{file}"));
+                        let mut f = std::fs::File::create(&path)?;
+                        let mut h = Md5::new();
+                        for _ in 0..8 {
+                            h.update(chunk);
+                            f.write_all(chunk)?;
+                        }
+                        f.sync_all()?;
+                        std::hint::black_box(h.finalize());
+                        std::fs::remove_file(&path)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| anyhow::anyhow!("reference thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    Ok((2 * per_stream) as f64 / MB / t.elapsed().as_secs_f64())
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let scratch = tempfile_dir(args.dir.as_deref())?;
+    let result = bench(&args, &scratch).await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+fn tempfile_dir(base: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let base = base.map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir);
+    let dir = base.join(format!("kura-bench-{}", hex::encode(rand::random::<[u8; 6]>())));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+async fn bench(args: &BenchArgs, scratch: &Path) -> anyhow::Result<()> {
+    println!("kura bench: medians of {} runs (1 MB = 10^6 bytes)", args.runs);
+    let buf: Vec<u8> = (0..256 * MIB)
+        .map(|i| (i as u32).wrapping_mul(2654435761) as u8)
+        .collect();
+    let md5 = median((0..args.runs).map(|_| md5_rate(&buf)).collect());
+    println!("reference  MD5, one core (md-5):                 {md5:8.0} MB/s");
+    let ceiling = median(
+        (0..args.runs)
+            .map(|_| md5_fsync_two_streams(scratch, 256 * MIB))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    );
+    println!("reference  MD5 + write + fsync, two streams:     {ceiling:8.0} MB/s");
+
+    let data = scratch.join("data");
+    let server = Server::start(&data)?;
+    let client = Client {
+        http: reqwest::Client::builder().pool_max_idle_per_host(64).build()?,
+        endpoint: server.endpoint.clone(),
+    };
+    let bucket = "bench";
+    client
+        .send_ok(client.request(reqwest::Method::PUT, bucket, "", &[]))
+        .await?;
+
+    // 1 GiB multipart upload, 8 MiB parts, 8 in flight.
+    let part = Bytes::from(buf[..8 * MIB].to_vec());
+    let parts = (args.upload_mib / 8).max(1) as u32;
+    let mut rates = Vec::new();
+    for run in 0..args.runs {
+        let key = format!("big-{run}");
+        let t = Instant::now();
+        let id = client.initiate(bucket, &key).await?;
+        let etags = client.upload_parts(bucket, &key, &id, part.clone(), parts, 8).await?;
+        client.complete(bucket, &key, &id, &etags).await?;
+        rates.push((parts as usize * 8 * MIB) as f64 / MB / t.elapsed().as_secs_f64());
+    }
+    let upload = median(rates);
+    println!(
+        "upload     {} MiB, 8 MiB parts, 8 in flight:     {upload:8.0} MB/s  = {:.2}x MD5 one core, {:.0}% of the two-stream ceiling",
+        parts * 8,
+        upload / md5,
+        100.0 * upload / ceiling
+    );
+
+    // Complete latency for 100 parts, then for many parts (each 102,400 bytes, the minimum).
+    let small = Bytes::from(buf[..102_400].to_vec());
+    let mut lat100 = Vec::new();
+    for run in 0..args.runs.max(3) {
+        let key = format!("c100-{run}");
+        let id = client.initiate(bucket, &key).await?;
+        let etags = client.upload_parts(bucket, &key, &id, small.clone(), 100, 16).await?;
+        let t = Instant::now();
+        client.complete(bucket, &key, &id, &etags).await?;
+        lat100.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!(
+        "complete   100 parts:                            {:8.1} ms",
+        median(lat100)
+    );
+
+    let key = "many";
+    let id = client.initiate(bucket, key).await?;
+    let t = Instant::now();
+    let etags = client
+        .upload_parts(bucket, key, &id, small.clone(), args.many_parts, 16)
+        .await?;
+    let part_rate = args.many_parts as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "upload     {} parts of 102,400 bytes:          {part_rate:8.0} parts/s",
+        args.many_parts
+    );
+    let mut list = Vec::new();
+    for _ in 0..args.runs.max(5) {
+        let t = Instant::now();
+        let r = client
+            .send_ok(client.request(
+                reqwest::Method::GET,
+                bucket,
+                key,
+                &[("max-parts", "1000"), ("uploadId", &id)],
+            ))
+            .await?;
+        let page: xml::ListPartsResult = xml::from_xml(&r.text().await?).map_err(anyhow::Error::msg)?;
+        if page.parts.len() != 1000.min(args.many_parts as usize) {
+            bail!("ListParts returned {} parts", page.parts.len());
+        }
+        list.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    println!(
+        "listparts  page of 1,000:                        {:8.1} ms",
+        median(list)
+    );
+    let t = Instant::now();
+    client.complete(bucket, key, &id, &etags).await?;
+    println!(
+        "complete   {} parts (one run):                 {:8.1} ms",
+        args.many_parts,
+        t.elapsed().as_secs_f64() * 1000.0
+    );
+
+    // Memory: many concurrent 64 MiB part uploads.
+    let (_, before) = server.rss_mib();
+    let big_part = Bytes::from(vec![7u8; 64 * MIB]);
+    let id = client.initiate(bucket, "mem").await?;
+    let t = Instant::now();
+    client
+        .upload_parts(bucket, "mem", &id, big_part, args.concurrent as u32, args.concurrent)
+        .await?;
+    let secs = t.elapsed().as_secs_f64();
+    let (now, peak) = server.rss_mib();
+    println!(
+        "memory     {} concurrent 64 MiB parts ({:.0} MB/s): server peak RSS {peak:.0} MiB (before {before:.0} MiB, now {now:.0} MiB)",
+        args.concurrent,
+        (args.concurrent * 64 * MIB) as f64 / MB / secs
+    );
+    Ok(())
 }
