@@ -322,6 +322,10 @@ async fn bench(args: &BenchArgs, scratch: &Path) -> anyhow::Result<()> {
         client.complete(bucket, &key, &id, &etags).await?;
         rates.push((parts as usize * 8 * MIB) as f64 / MB / t.elapsed().as_secs_f64());
     }
+    println!(
+        "           (each run: {})",
+        rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
+    );
     let upload = median(rates);
     println!(
         "upload     {} MiB, 8 MiB parts, 8 in flight:     {upload:8.0} MB/s  = {:.2}x MD5 one core, {:.0}% of the two-stream ceiling",
