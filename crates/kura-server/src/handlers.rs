@@ -46,6 +46,17 @@ fn url_encoding(ctx: &Ctx) -> bool {
     ctx.query("encoding-type") == Some("url")
 }
 
+/// Control characters cannot travel in XML 1.0 (not even as character references), yet OSS
+/// keys may hold them. A response that must carry such a key is URL-encoded and says so with
+/// `<EncodingType>url</EncodingType>`, which the SDKs honour, instead of being unparseable.
+fn xml_unsafe(s: &str) -> bool {
+    s.chars().any(|c| (c as u32) < 0x20 || c == '\u{7f}')
+}
+
+fn url_encoding_for<'a>(ctx: &Ctx, mut names: impl Iterator<Item = &'a str>) -> bool {
+    url_encoding(ctx) || names.any(xml_unsafe)
+}
+
 fn enc(s: &str, url: bool) -> String {
     if url {
         encode_component(s)
@@ -346,7 +357,7 @@ async fn object_op(
             if ctx.has_query("uploads") {
                 anonymous_write_ok().await?;
                 let id = k.initiate_upload(bucket, key, write_options(ctx)?).await?;
-                let url = url_encoding(ctx);
+                let url = url_encoding_for(ctx, std::iter::once(key));
                 return Ok(render::xml(&InitiateMultipartUploadResult {
                     bucket: bucket.into(),
                     key: enc(key, url),
@@ -488,6 +499,11 @@ async fn list_objects(st: &State, ctx: &Ctx, bucket: &str) -> Result<Resp> {
         (ctx.query("marker").unwrap_or("").to_string(), None)
     };
     let listing = st.kura.list_objects(bucket, prefix, delimiter, &marker, max).await?;
+    let url = url || {
+        let names = listing.objects.iter().map(|(k, _)| k.as_str());
+        let prefixes = listing.common_prefixes.iter().map(String::as_str);
+        url_encoding_for(ctx, names.chain(prefixes).chain([prefix, delimiter, marker.as_str()]))
+    };
     let with_owner = !v2 || is_true(ctx.query("fetch-owner"));
     let contents: Vec<ObjectEntry> = listing
         .objects
@@ -544,7 +560,7 @@ async fn delete_objects(st: &State, ctx: &Ctx, bucket: &str, mut body: HyperBody
     }
     st.kura.bucket(bucket).await?;
     let quiet = is_true(req.quiet.as_deref());
-    let url = url_encoding(ctx);
+    let url = url_encoding_for(ctx, req.objects.iter().map(|o| o.key.as_str()));
     let mut deleted = Vec::new();
     for o in &req.objects {
         check_key(&o.key)?;
@@ -850,7 +866,7 @@ async fn complete_upload(
 }
 
 async fn list_parts(st: &State, ctx: &Ctx, bucket: &str, key: &str, upload_id: &str) -> Result<Resp> {
-    let url = url_encoding(ctx);
+    let url = url_encoding_for(ctx, std::iter::once(key));
     let max = parse_max(ctx, "max-parts", MAX_LIST)?;
     let marker = match ctx.query("part-number-marker") {
         None => 0,
