@@ -652,11 +652,12 @@ impl Kura {
         Ok(n)
     }
 
-    /// Removes blob files left by a crash: unreferenced and older than the grace period.
-    pub async fn sweep_orphans(&self) -> Result<usize> {
+    /// Removes blob files left by a crash: unreferenced and older than `grace`. At start-up,
+    /// before any request is served, nothing can be in flight, so `grace` may be zero (one
+    /// process owns the data directory with the embedded store).
+    pub async fn sweep_orphans(&self, grace: Duration) -> Result<usize> {
         let referenced = self.meta(|m| m.referenced_blobs()).await?;
         let blobs = self.blobs.clone();
-        let grace = self.cfg.deletion_grace;
         tokio::task::spawn_blocking(move || blobs.sweep_orphans(&referenced, grace))
             .await
             .map_err(Error::internal)?
@@ -667,13 +668,13 @@ impl Kura {
     pub fn spawn_sweeper(self: &Arc<Self>) {
         let me = self.clone();
         tokio::spawn(async move {
-            let mut tick = 0u64;
+            let mut tick = 1u64;
             loop {
                 if let Err(e) = me.sweep_deletions().await {
                     tracing::warn!(error = %e, "deletion sweep failed");
                 }
                 if tick.is_multiple_of(720) {
-                    match me.sweep_orphans().await {
+                    match me.sweep_orphans(me.cfg.deletion_grace).await {
                         Ok(n) if n > 0 => tracing::info!(removed = n, "orphan sweep"),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),

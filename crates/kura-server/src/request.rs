@@ -152,3 +152,69 @@ pub async fn read_small(body: &mut impl BodySource, limit: usize) -> Result<Byte
     }
     Ok(buf.freeze())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(method: &str, uri: &str, host: &str, domain: Option<&str>) -> Result<Ctx> {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", host)
+            .body(())
+            .unwrap();
+        let (parts, _) = req.into_parts();
+        parse(&parts, domain)
+    }
+
+    #[test]
+    fn path_style_addressing() {
+        let c = ctx("GET", "/", "127.0.0.1:9000", None).unwrap();
+        assert_eq!((c.bucket, c.key), (None, None));
+        let c = ctx("GET", "//", "127.0.0.1:9000", None).unwrap();
+        assert_eq!((c.bucket, c.key), (None, None), "the C++ SDK's ListBuckets");
+        let c = ctx("GET", "/b/", "h", None).unwrap();
+        assert_eq!((c.bucket.as_deref(), c.key), (Some("b"), None));
+        let c = ctx("GET", "/b", "h", None).unwrap();
+        assert_eq!((c.bucket.as_deref(), c.key), (Some("b"), None));
+        let c = ctx("GET", "/b/a%2Fb/c+d%20e", "h", None).unwrap();
+        assert_eq!(c.key.as_deref(), Some("a/b/c+d e"), "%2F decodes, + stays in paths");
+        let c = ctx("GET", "/b/..%2F..%2Fetc", "h", None).unwrap();
+        assert_eq!(c.key.as_deref(), Some("../../etc"));
+        assert!(ctx("GET", "/b/%FF", "h", None).is_err(), "keys must be UTF-8");
+    }
+
+    #[test]
+    fn virtual_host_addressing() {
+        let c = ctx("GET", "/dir/key", "mybucket.example.local:9000", Some("example.local")).unwrap();
+        assert_eq!(
+            (c.bucket.as_deref(), c.key.as_deref()),
+            (Some("mybucket"), Some("dir/key"))
+        );
+        let c = ctx("GET", "/mybucket/key", "example.local", Some("example.local")).unwrap();
+        assert_eq!((c.bucket.as_deref(), c.key.as_deref()), (Some("mybucket"), Some("key")));
+        let c = ctx("GET", "/b/k", "127.0.0.1", Some("example.local")).unwrap();
+        assert_eq!(c.bucket.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn query_forms() {
+        let c = ctx("POST", "/b/k?uploads=", "h", None).unwrap();
+        assert!(c.has_query("uploads"));
+        let c = ctx("POST", "/b/k?uploads", "h", None).unwrap();
+        assert!(c.has_query("uploads"));
+        let c = ctx(
+            "GET",
+            "/b/?prefix=&marker=&max-keys=100&=x&&encoding-type=url",
+            "h",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.query("prefix"), None, "empty means absent");
+        assert_eq!(c.query("max-keys"), Some("100"));
+        assert_eq!(c.query("encoding-type"), Some("url"));
+        let c = ctx("GET", "/b/?prefix=a+b%2Bc", "h", None).unwrap();
+        assert_eq!(c.query("prefix"), Some("a b+c"), "+ is a space in queries");
+    }
+}

@@ -98,6 +98,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let kura =
         Kura::open_local(&args.data, cfg).map_err(|e| anyhow::anyhow!("opening {}: {e}", args.data.display()))?;
+    match kura.sweep_orphans(Duration::ZERO).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed files left by an earlier crash"),
+        Err(e) => tracing::warn!(error = %e, "start-up orphan sweep failed"),
+    }
     kura.spawn_sweeper();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

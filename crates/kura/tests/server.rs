@@ -15,7 +15,7 @@ const SK: &str = "it-sk";
 struct Server {
     child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Server {
@@ -27,6 +27,13 @@ impl Drop for Server {
 
 fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
+    let mut s = start_in(dir.path());
+    s._dir = Some(dir);
+    s
+}
+
+/// Starts a server on an existing data directory (which the caller keeps).
+fn start_in(dir: &std::path::Path) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -34,7 +41,7 @@ fn start() -> Server {
         .port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kura"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(dir.path())
+        .arg(dir)
         .args(["--access-key-id", AK, "--access-key-secret", SK])
         .stdout(Stdio::piped())
         .spawn()
@@ -46,7 +53,11 @@ fn start() -> Server {
         assert_eq!(out.read(&mut byte).unwrap(), 1, "server exited before listening");
         seen.push(byte[0]);
     }
-    Server { child, port, _dir: dir }
+    Server {
+        child,
+        port,
+        _dir: None,
+    }
 }
 
 impl Server {
@@ -395,4 +406,102 @@ async fn list_objects_pages_with_delimiter_and_url_encoding() {
     }
     seen.sort();
     assert_eq!(seen, vec!["a/", "b", "c/", "d\u{c}ctl", "e"]);
+}
+
+/// Files under a directory of the data dir.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else { return out };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn crash_mid_upload_keeps_every_acknowledged_part_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start_in(dir.path());
+    ok(s.v4(Method::PUT, Some("crash"), None, &[])).await;
+    let init = ok(s.v4(Method::POST, Some("crash"), Some("k"), &[("uploads", "")])).await;
+    let init: xml::InitiateMultipartUploadResult = xml::from_xml(&init.text().await.unwrap()).unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for n in 1..=24u32 {
+        let req = s
+            .v4(
+                Method::PUT,
+                Some("crash"),
+                Some("k"),
+                &[("partNumber", &n.to_string()), ("uploadId", &init.upload_id)],
+            )
+            .body(vec![n as u8; 1024 * 1024]);
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            if let Ok(r) = req.send().await {
+                if r.status().is_success() {
+                    let _ = tx.send((n, header(&r, "etag")));
+                }
+            }
+        });
+    }
+    drop(tx);
+    // Kill -9 once a few parts are acknowledged, with others in flight.
+    let mut acked = Vec::new();
+    while acked.len() < 4 {
+        acked.push(rx.recv().await.expect("parts were acknowledged"));
+    }
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    while let Some(a) = rx.recv().await {
+        acked.push(a);
+    }
+
+    let s = start_in(dir.path());
+    let r = ok(s.v4(Method::GET, Some("crash"), Some("k"), &[("uploadId", &init.upload_id)])).await;
+    let listed: xml::ListPartsResult = xml::from_xml(&r.text().await.unwrap()).unwrap();
+    for (n, etag) in &acked {
+        let p = listed
+            .parts
+            .iter()
+            .find(|p| p.part_number == *n)
+            .expect("an acknowledged part survives");
+        assert_eq!(&p.etag, etag);
+    }
+    // Every listed part is whole, and the start-up sweep left exactly their files.
+    assert!(files_under(&dir.path().join("tmp")).is_empty());
+    assert_eq!(files_under(&dir.path().join("blobs")).len(), listed.parts.len());
+    let body: String = listed
+        .parts
+        .iter()
+        .map(|p| {
+            format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>",
+                p.part_number, p.etag
+            )
+        })
+        .collect();
+    ok(
+        s.v4(Method::POST, Some("crash"), Some("k"), &[("uploadId", &init.upload_id)])
+            .body(format!("<CompleteMultipartUpload>{body}</CompleteMultipartUpload>")),
+    )
+    .await;
+    let got = ok(s.v4(Method::GET, Some("crash"), Some("k"), &[]))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    let expected: Vec<u8> = listed
+        .parts
+        .iter()
+        .flat_map(|p| vec![p.part_number as u8; 1024 * 1024])
+        .collect();
+    assert!(
+        got.as_ref() == expected.as_slice(),
+        "object bytes differ from the listed parts"
+    );
 }
