@@ -1,6 +1,8 @@
-//! The `kura` command: `kura serve` runs the OSS-compatible server; `kura bench` measures it.
+//! The `kura` command: `kura serve` runs the OSS-compatible server, `kura bench` measures it,
+//! and the client commands (`cp`, `ls`, `rm`, `mb`, `rb`, `mpu`) talk to any OSS endpoint.
 
 mod bench;
+mod cli;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -14,6 +16,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    global: cli::Global,
 }
 
 #[derive(Subcommand)]
@@ -22,6 +26,19 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Measure upload throughput, Complete latency, ListParts and server memory.
     Bench(bench::BenchArgs),
+    /// Copy a local file to oss://bucket/key or back: parallel parts, resumable, CRC-64 checked.
+    Cp(cli::CpArgs),
+    /// List buckets, or objects under oss://bucket[/prefix].
+    Ls { target: Option<String> },
+    /// Delete an object.
+    Rm { target: String },
+    /// Make a bucket.
+    Mb { target: String },
+    /// Remove an empty bucket.
+    Rb { target: String },
+    /// Multipart uploads: list, show parts, abort.
+    #[command(subcommand)]
+    Mpu(cli::Mpu),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,8 +48,17 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    match cli.command {
-        Command::Serve(args) => rt.block_on(serve::run(args)),
-        Command::Bench(args) => rt.block_on(bench::run(args)),
-    }
+    let g = cli.global;
+    let code = match cli.command {
+        Command::Serve(args) => return rt.block_on(serve::run(args)),
+        Command::Bench(args) => return rt.block_on(bench::run(args)),
+        Command::Cp(args) => rt.block_on(cli::cp(&g, args)),
+        Command::Ls { target } => rt.block_on(cli::ls(&g, target)),
+        Command::Rm { target } => rt.block_on(cli::rm(&g, target)),
+        Command::Mb { target } => rt.block_on(cli::mb(&g, target)),
+        Command::Rb { target } => rt.block_on(cli::rb(&g, target)),
+        Command::Mpu(cmd) => rt.block_on(cli::mpu(&g, cmd)),
+    };
+    drop(rt);
+    std::process::exit(code)
 }
