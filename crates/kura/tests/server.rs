@@ -4,61 +4,13 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 
 use kura_proto::{crc64, encode, sign, timefmt, xml};
 use reqwest::Method;
 
-const AK: &str = "it-ak";
-const SK: &str = "it-sk";
+mod common;
 
-struct Server {
-    child: Child,
-    port: u16,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut s = start_in(dir.path());
-    s._dir = Some(dir);
-    s
-}
-
-/// Starts a server on an existing data directory (which the caller keeps).
-fn start_in(dir: &std::path::Path) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kura"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(dir)
-        .args(["--access-key-id", AK, "--access-key-secret", SK])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut seen = Vec::new();
-    let mut byte = [0u8; 1];
-    while !String::from_utf8_lossy(&seen).contains("listening on") {
-        assert_eq!(out.read(&mut byte).unwrap(), 1, "server exited before listening");
-        seen.push(byte[0]);
-    }
-    Server {
-        child,
-        port,
-        _dir: None,
-    }
-}
+use common::{files_under, start, start_in, Server, AK, SK};
 
 impl Server {
     fn url(&self, path: &str) -> String {
@@ -406,21 +358,6 @@ async fn list_objects_pages_with_delimiter_and_url_encoding() {
     }
     seen.sort();
     assert_eq!(seen, vec!["a/", "b", "c/", "d\u{c}ctl", "e"]);
-}
-
-/// Files under a directory of the data dir.
-fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else { return out };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[tokio::test]
