@@ -41,7 +41,18 @@ enum Command {
     Mpu(cli::Mpu),
 }
 
+/// Part buffers (megabytes each) are allocated and freed all the time. glibc raises its mmap
+/// threshold after the first such free, after which the buffers come from per-thread heaps
+/// that keep the memory: pin the threshold so big buffers are always mapped and unmapped.
+fn pin_mmap_threshold() {
+    // SAFETY: mallopt only changes allocator tuning; called before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    pin_mmap_threshold();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("KURA_LOG").unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
