@@ -314,3 +314,84 @@ def test_abort_deletes_part_files(server, bucket_v1):
     while time.time() < deadline and set(server.blob_files()) - before:
         time.sleep(0.2)
     assert set(server.blob_files()) - before == set()
+
+
+def test_unsupported_sub_resources_change_nothing(bucket):
+    bucket.put_object("keep", b"precious")
+    with pytest.raises(oss2.exceptions.ServerError) as e:
+        bucket.put_object_tagging("keep", oss2.models.Tagging(oss2.models.TaggingRule()))
+    assert (e.value.status, e.value.code) == (501, "NotImplemented")
+    with pytest.raises(oss2.exceptions.ServerError) as e:
+        bucket.delete_object_tagging("keep")
+    assert e.value.status == 501
+    with pytest.raises(oss2.exceptions.ServerError) as e:
+        bucket.put_symlink("keep", "keep")
+    assert e.value.status == 501
+    with pytest.raises(oss2.exceptions.ServerError) as e:
+        bucket.append_object("appended", 0, b"x")
+    assert e.value.status == 501
+    with pytest.raises(oss2.exceptions.ServerError) as e:
+        bucket.delete_bucket_cors()
+    assert e.value.status == 501
+    assert bucket.get_object("keep").read() == b"precious"
+    assert bucket.get_bucket_info().name == bucket.bucket_name
+
+
+def test_batch_delete_checks_every_key_first(bucket):
+    bucket.put_object("d1", b"1")
+    with pytest.raises(oss2.exceptions.ServerError) as e:
+        bucket.batch_delete_objects(["d1", "/bad"])
+    assert e.value.code == "InvalidObjectName"
+    assert bucket.object_exists("d1")
+
+
+def test_max_keys_zero_is_an_empty_final_page(bucket):
+    bucket.put_object("a", b"1")
+    page = bucket.list_objects(max_keys=0)
+    assert page.object_list == [] and not page.is_truncated
+
+
+def test_complete_of_unknown_upload_is_no_such_upload_whatever_the_body(bucket):
+    body = b"<CompleteMultipartUpload><Part><PartNumber>0</PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload>"
+    with pytest.raises(oss2.exceptions.NoSuchUpload):
+        bucket._Bucket__do_object("POST", "k", data=body, params={"uploadId": "0" * 32})
+    upload_id = bucket.init_multipart_upload("k").upload_id
+    with pytest.raises(oss2.exceptions.ServerError) as e:
+        bucket._Bucket__do_object("POST", "k", data=body, params={"uploadId": upload_id})
+    assert (e.value.status, e.value.code) == (400, "InvalidPartOrder")
+
+
+def test_forbid_overwrite_given_at_initiate_holds_at_complete(bucket):
+    upload_id = bucket.init_multipart_upload("guarded", headers={"x-oss-forbid-overwrite": "true"}).upload_id
+    r = bucket.upload_part("guarded", upload_id, 1, b"mp")
+    bucket.put_object("guarded", b"arrived first")
+    with pytest.raises(oss2.exceptions.ServerError) as e:
+        bucket.complete_multipart_upload("guarded", upload_id, [PartInfo(1, r.etag)])
+    assert (e.value.status, e.value.code) == (409, "FileAlreadyExists")
+    assert bucket.get_object("guarded").read() == b"arrived first"
+
+
+def test_put_bucket_refuses_a_body_that_is_not_a_bucket_configuration(server):
+    r = raw_request(server, "PUT", new_name(), data=b"this is object data sent to the wrong address")
+    assert r.status_code == 400 and "<Code>MalformedXML</Code>" in r.text
+
+
+def test_stalled_clients_do_not_starve_the_server(server, bucket_v1):
+    """Connections that stop mid-body or never read a download hold no server thread: more of
+    them than tokio's blocking pool has threads (512) leave the server answering."""
+    bucket_v1.put_object("big", b"z" * (8 * 1024 * 1024))
+    socks = []
+    name = bucket_v1.bucket_name
+    for i in range(300):
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(f"PUT /{name}/stall-{i} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n".encode() + b"a" * 10)
+        socks.append(s)
+    for _ in range(300):
+        r = requests.get(bucket_v1.sign_url("GET", "big", 60), stream=True)
+        socks.append(r)
+    # A starved server would not answer at all; the timeout turns that into a failure.
+    patient = oss2.Bucket(bucket_v1.auth, bucket_v1.endpoint, name, connect_timeout=30)
+    assert patient.get_object_meta("big").content_length == 8 * 1024 * 1024
+    assert patient.put_object("after", b"still writable").status == 200
+    for s in socks:
+        s.close()

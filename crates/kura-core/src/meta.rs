@@ -57,6 +57,8 @@ pub trait MetaStore: Send + Sync + 'static {
 
     fn create_upload(&self, bucket: &str, rec: &UploadRecord) -> Result<()>;
     fn get_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Option<UploadRecord>>;
+    /// The stored answer of a completed upload, while it is kept.
+    fn get_completed(&self, upload_id: &str) -> Result<Option<CompletedUpload>>;
     /// Records a part, replacing (and queueing the blob of) an earlier one with the same
     /// number. NoSuchUpload if the upload is gone: the caller then deletes its blob.
     fn put_part(

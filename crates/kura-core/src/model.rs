@@ -126,6 +126,10 @@ pub struct UploadRecord {
     pub storage_class: String,
     pub acl: ObjectAcl,
     pub headers: ObjectHeaders,
+    /// `x-oss-forbid-overwrite: true` at Initiate: checked again at Complete, whatever the
+    /// Complete request says (oss2's resumable Complete does not repeat the header).
+    #[serde(default)]
+    pub forbid_overwrite: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -295,6 +295,15 @@ impl MetaStore for RedbStore {
         }
     }
 
+    fn get_completed(&self, upload_id: &str) -> Result<Option<CompletedUpload>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(COMPLETED).map_err(db_err)?;
+        match t.get(upload_id).map_err(db_err)? {
+            Some(v) => Ok(Some(dec(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
     fn put_part(
         &self,
         bucket: &str,
@@ -394,7 +403,7 @@ impl MetaStore for RedbStore {
             let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
             let mut del = txn.open_table(DELETIONS).map_err(db_err)?;
             if let Some(old) = objects.get((bucket, key)).map_err(db_err)? {
-                if req.forbid_overwrite {
+                if req.forbid_overwrite || upload.forbid_overwrite {
                     return Err(Error::new(Code::FileAlreadyExists).with_key(key));
                 }
                 let old: ObjectRecord = dec(old.value())?;

@@ -387,10 +387,15 @@ impl Kura {
             _ => marker.to_string(),
         };
         let mut count = 0usize;
+        if max == 0 {
+            return Ok(out);
+        }
         'scan: loop {
+            // Enough rows for the rest of the page and one more to tell whether it is truncated.
+            let want = max - count + 1;
             let (b, p, c) = (bucket.to_string(), prefix.to_string(), cursor.clone());
-            let batch = self.meta(move |m| m.scan_objects(&b, &p, &c, MAX_LIST + 1)).await?;
-            let exhausted = batch.len() <= MAX_LIST;
+            let batch = self.meta(move |m| m.scan_objects(&b, &p, &c, want)).await?;
+            let exhausted = batch.len() < want;
             for (key, rec) in batch {
                 if count == max {
                     out.truncated = true;
@@ -434,6 +439,7 @@ impl Kura {
             storage_class: opts.storage_class,
             acl: opts.acl,
             headers: opts.headers,
+            forbid_overwrite: opts.forbid_overwrite,
         };
         let id = rec.upload_id.clone();
         let b = bucket.to_string();
@@ -448,6 +454,21 @@ impl Kura {
         self.meta(move |m| m.get_upload(&b, &k, &u))
             .await?
             .ok_or_else(|| Error::new(Code::NoSuchUpload).with_upload(upload_id))
+    }
+
+    /// Ok if the upload exists or completed recently (a Complete retry may still be answered);
+    /// NoSuchBucket / NoSuchUpload otherwise.
+    pub async fn upload_or_completed(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        match self.upload(bucket, key, upload_id).await {
+            Err(e) if e.code == Code::NoSuchUpload => {
+                let u = upload_id.to_string();
+                match self.meta(move |m| m.get_completed(&u)).await? {
+                    Some(c) if c.bucket == bucket && c.key == key => Ok(()),
+                    _ => Err(e),
+                }
+            }
+            other => other.map(drop),
+        }
     }
 
     pub async fn upload_part(
@@ -553,7 +574,11 @@ impl Kura {
     ) -> Result<PartListing> {
         let upload = self.upload(bucket, key, upload_id).await?;
         let u = upload_id.to_string();
-        let mut parts = self.meta(move |m| m.scan_parts(&u, marker, max + 1)).await?;
+        let mut parts = if max == 0 {
+            Vec::new()
+        } else {
+            self.meta(move |m| m.scan_parts(&u, marker, max + 1)).await?
+        };
         let truncated = parts.len() > max;
         parts.truncate(max);
         let next_marker = parts.last().map(|(n, _)| *n).unwrap_or(marker);
@@ -590,12 +615,14 @@ impl Kura {
             _ => (key_marker.to_string(), upload_id_marker.to_string()),
         };
         let mut count = 0usize;
+        if max == 0 {
+            return Ok(out);
+        }
         'scan: loop {
+            let want = max - count + 1;
             let (b, p, c) = (bucket.to_string(), prefix.to_string(), cursor.clone());
-            let batch = self
-                .meta(move |m| m.scan_uploads(&b, &p, (&c.0, &c.1), MAX_LIST + 1))
-                .await?;
-            let exhausted = batch.len() <= MAX_LIST;
+            let batch = self.meta(move |m| m.scan_uploads(&b, &p, (&c.0, &c.1), want)).await?;
+            let exhausted = batch.len() < want;
             for up in batch {
                 if count == max {
                     out.truncated = true;
@@ -658,7 +685,14 @@ impl Kura {
     pub async fn sweep_orphans(&self, grace: Duration) -> Result<usize> {
         let referenced = self.meta(|m| m.referenced_blobs()).await?;
         let blobs = self.blobs.clone();
-        tokio::task::spawn_blocking(move || blobs.sweep_orphans(&referenced, grace))
+        // Temporary files belong to uploads in progress for as long as their bodies keep
+        // coming; a day is far past any body timeout.
+        let tmp_grace = if grace.is_zero() {
+            grace
+        } else {
+            Duration::from_secs(24 * 3600)
+        };
+        tokio::task::spawn_blocking(move || blobs.sweep_orphans(&referenced, grace, tmp_grace))
             .await
             .map_err(Error::internal)?
             .map_err(Error::internal)

@@ -85,7 +85,7 @@ impl Algorithm {
 
 /// A running checksum.
 pub enum Hasher {
-    Crc(crc_fast::Digest, Algorithm),
+    Crc(Box<crc_fast::Digest>, Algorithm),
     Sha1(Box<Sha1>),
     Sha256(Box<Sha256>),
 }
@@ -93,7 +93,7 @@ pub enum Hasher {
 impl Hasher {
     pub fn new(a: Algorithm) -> Hasher {
         match a.crc() {
-            Some(c) => Hasher::Crc(crc_fast::Digest::new(c), a),
+            Some(c) => Hasher::Crc(Box::new(crc_fast::Digest::new(c)), a),
             None if a == Algorithm::Sha1 => Hasher::Sha1(Box::default()),
             None => Hasher::Sha256(Box::default()),
         }

@@ -297,6 +297,16 @@ pub struct ListBucketResult {
     pub key_count: Option<u32>,
 }
 
+/// The PutBucket request body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename = "CreateBucketConfiguration", rename_all = "PascalCase")]
+pub struct CreateBucketConfiguration {
+    #[serde(default)]
+    pub storage_class: Option<String>,
+    #[serde(default)]
+    pub data_redundancy_type: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct DeleteObjectEntry {

@@ -165,8 +165,51 @@ fn check_content_length(ctx: &Ctx, st: &State) -> Result<()> {
     Ok(())
 }
 
+/// Sub-resources this server implements. Any other OSS sub-resource (tagging, cors, symlink,
+/// append, lifecycle, ...) is refused with NotImplemented before anything is read or changed:
+/// routing it to the plain object or bucket call would overwrite or delete data.
+const SUPPORTED_SUB_RESOURCES: &[&str] = &[
+    "acl",
+    "uploads",
+    "uploadId",
+    "partNumber",
+    "location",
+    "bucketInfo",
+    "delete",
+    "objectMeta",
+    "continuation-token",
+    "security-token",
+    "sequential",
+    "response-content-type",
+    "response-content-language",
+    "response-expires",
+    "response-cache-control",
+    "response-content-disposition",
+    "response-content-encoding",
+];
+
+fn check_sub_resources(ctx: &Ctx) -> Result<()> {
+    for (name, _) in &ctx.query {
+        let known = kura_proto::sign::V1_SUB_RESOURCES.contains(&name.as_str()) || name == "x-oss-process";
+        if known && !SUPPORTED_SUB_RESOURCES.contains(&name.as_str()) {
+            return Err(Error::msg(
+                Code::NotImplemented,
+                format!("The {name} sub-resource is not supported by this server."),
+            ));
+        }
+    }
+    if ctx.header("x-oss-callback").is_some() {
+        return Err(Error::msg(
+            Code::NotImplemented,
+            "Upload callbacks (x-oss-callback) are not supported by this server.",
+        ));
+    }
+    Ok(())
+}
+
 pub async fn route(st: &State, ctx: &Ctx, body: HyperBody, host: &str) -> Result<Resp> {
     let principal = auth::authenticate(ctx, &st.creds)?;
+    check_sub_resources(ctx)?;
     let m = ctx.method.as_str();
     let Some(bucket) = ctx.bucket.as_deref() else {
         return match m {
@@ -205,8 +248,13 @@ async fn bucket_op(
                         Error::invalid_argument("no such bucket access control exists", "x-oss-acl", v)
                     })?),
                 };
-            // The optional CreateBucketConfiguration body: read (bounded), storage class ignored.
-            read_small(&mut body, MAX_XML_BODY).await?;
+            // The optional body is a CreateBucketConfiguration (its storage class is not kept).
+            // Anything else is refused: it may be an object upload aimed at the wrong address.
+            let raw = read_small(&mut body, MAX_XML_BODY).await?;
+            if !raw.iter().all(u8::is_ascii_whitespace) {
+                let text = std::str::from_utf8(&raw).map_err(|_| Error::new(Code::MalformedXML))?;
+                from_xml::<CreateBucketConfiguration>(text).map_err(|_| Error::new(Code::MalformedXML))?;
+            }
             if ctx.has_query("acl") {
                 let acl = acl.ok_or_else(|| Error::invalid_argument("x-oss-acl is required", "x-oss-acl", ""))?;
                 k.set_bucket_acl(bucket, acl).await?;
@@ -368,12 +416,6 @@ async fn object_op(
             if let Some(upload_id) = ctx.query_raw("uploadId") {
                 anonymous_write_ok().await?;
                 return complete_upload(st, ctx, bucket, key, upload_id, body, host).await;
-            }
-            if ctx.has_query("append") {
-                return Err(Error::msg(
-                    Code::NotImplemented,
-                    "AppendObject is not supported by this server.",
-                ));
             }
             Err(Error::new(Code::MethodNotAllowed))
         }
@@ -561,9 +603,12 @@ async fn delete_objects(st: &State, ctx: &Ctx, bucket: &str, mut body: HyperBody
     st.kura.bucket(bucket).await?;
     let quiet = is_true(req.quiet.as_deref());
     let url = url_encoding_for(ctx, req.objects.iter().map(|o| o.key.as_str()));
-    let mut deleted = Vec::new();
+    // Every key is checked before anything is deleted.
     for o in &req.objects {
         check_key(&o.key)?;
+    }
+    let mut deleted = Vec::new();
+    for o in &req.objects {
         st.kura.delete_object(bucket, &o.key).await?;
         if !quiet {
             deleted.push(DeletedEntry { key: enc(&o.key, url) });
@@ -779,7 +824,11 @@ async fn upload_part_copy(st: &State, ctx: &Ctx, bucket: &str, key: &str, upload
             let end = if b.trim().is_empty() {
                 src.size
             } else {
-                b.trim().parse::<u64>().map_err(|_| bad())? + 1
+                b.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .and_then(|e| e.checked_add(1))
+                    .ok_or_else(bad)?
             };
             if a >= end || end > src.size {
                 return Err(Error::new(Code::InvalidRange));
@@ -818,27 +867,17 @@ async fn complete_upload(
     let complete_all = ctx
         .header("x-oss-complete-all")
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("yes"));
-    // The upload must exist before anything else is judged (a retry is answered by the store).
-    let selection = if complete_all {
-        if !raw.iter().all(u8::is_ascii_whitespace) {
-            return Err(Error::msg(
-                Code::InvalidArgument,
-                "Should not speficy both complete all header and http body.",
-            ));
+    let selection = match complete_selection(ctx, &raw, complete_all) {
+        Ok(s) => s,
+        // An unknown upload id is reported as such before any complaint about the body.
+        Err(e) => {
+            return Err(st
+                .kura
+                .upload_or_completed(bucket, key, upload_id)
+                .await
+                .err()
+                .unwrap_or(e))
         }
-        PartSelection::All
-    } else {
-        check_xml_md5(ctx, &raw)?;
-        let text = std::str::from_utf8(&raw).map_err(|_| Error::new(Code::MalformedXML))?;
-        let req: CompleteMultipartUpload = from_xml(text).map_err(|_| Error::new(Code::MalformedXML))?;
-        if req.parts.len() > 10_000 {
-            return Err(Error::msg(Code::MalformedXML, "A Complete lists at most 10000 parts."));
-        }
-        let mut parts = Vec::with_capacity(req.parts.len());
-        for p in &req.parts {
-            parts.push((check_part_number(p.part_number.trim())?, etag::normalize(&p.etag)));
-        }
-        PartSelection::Listed(parts)
     };
     let acl = header_acl(ctx, "x-oss-object-acl")?;
     let forbid = is_true(ctx.header("x-oss-forbid-overwrite"));
@@ -846,7 +885,7 @@ async fn complete_upload(
         .kura
         .complete_upload(bucket, key, upload_id, selection, forbid, acl)
         .await?;
-    let url = url_encoding(ctx);
+    let url = url_encoding_for(ctx, std::iter::once(key));
     let location = format!(
         "http://{}/{}/{}",
         if host.is_empty() { "localhost" } else { host },
@@ -863,6 +902,37 @@ async fn complete_upload(
     set(&mut r, "etag", etag::quoted(&done.etag));
     set(&mut r, "x-oss-hash-crc64ecma", done.crc64.to_string());
     Ok(r)
+}
+
+/// The part list a Complete asks for: every part (`x-oss-complete-all: yes`, no body), or the
+/// listed ones with normalized ETags.
+fn complete_selection(ctx: &Ctx, raw: &[u8], complete_all: bool) -> Result<PartSelection> {
+    if complete_all {
+        if !raw.iter().all(u8::is_ascii_whitespace) {
+            return Err(Error::msg(
+                Code::InvalidArgument,
+                "Should not speficy both complete all header and http body.",
+            ));
+        }
+        return Ok(PartSelection::All);
+    }
+    check_xml_md5(ctx, raw)?;
+    let text = std::str::from_utf8(raw).map_err(|_| Error::new(Code::MalformedXML))?;
+    let req: CompleteMultipartUpload = from_xml(text).map_err(|_| Error::new(Code::MalformedXML))?;
+    if req.parts.len() > 10_000 {
+        return Err(Error::msg(Code::MalformedXML, "A Complete lists at most 10000 parts."));
+    }
+    let mut parts = Vec::with_capacity(req.parts.len());
+    for p in &req.parts {
+        let number = check_part_number(p.part_number.trim()).map_err(|_| {
+            Error::msg(
+                Code::InvalidPartOrder,
+                format!("Part number {} is not between 1 and 10000.", p.part_number.trim()),
+            )
+        })?;
+        parts.push((number, etag::normalize(&p.etag)));
+    }
+    Ok(PartSelection::Listed(parts))
 }
 
 async fn list_parts(st: &State, ctx: &Ctx, bucket: &str, key: &str, upload_id: &str) -> Result<Resp> {
@@ -910,6 +980,12 @@ async fn list_uploads(st: &State, ctx: &Ctx, bucket: &str) -> Result<Resp> {
         .kura
         .list_uploads(bucket, prefix, delimiter, key_marker, upload_id_marker, max)
         .await?;
+    let url = url || {
+        let names = l.uploads.iter().map(|u| u.key.as_str());
+        let prefixes = l.common_prefixes.iter().map(String::as_str);
+        let markers = [prefix, delimiter, key_marker, l.next_key_marker.as_str()];
+        url_encoding_for(ctx, names.chain(prefixes).chain(markers))
+    };
     Ok(render::xml(&ListMultipartUploadsResult {
         encoding_type: url.then(|| "url".into()),
         bucket: bucket.into(),

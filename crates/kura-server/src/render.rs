@@ -72,7 +72,7 @@ pub fn set(r: &mut Resp, name: &'static str, value: impl AsRef<str>) {
 pub fn set_dynamic(r: &mut Resp, name: &str, value: &str) {
     if let (Ok(n), Ok(v)) = (
         http::HeaderName::from_bytes(name.as_bytes()),
-        HeaderValue::from_str(value),
+        HeaderValue::from_bytes(value.as_bytes()),
     ) {
         r.headers_mut().insert(n, v);
     }
@@ -93,11 +93,16 @@ pub fn error(e: &Error, request_id: &str, ctx: Option<&Ctx>, host: &str, is_head
                 .then(|| ctx.and_then(|c| c.bucket.clone()))
                 .flatten()
         }),
-        key: d.key.clone().or_else(|| {
-            matches!(e.code, Code::NoSuchKey)
-                .then(|| ctx.and_then(|c| c.key.clone()))
-                .flatten()
-        }),
+        // A key with control characters cannot travel in XML; it is left out.
+        key: d
+            .key
+            .clone()
+            .or_else(|| {
+                matches!(e.code, Code::NoSuchKey)
+                    .then(|| ctx.and_then(|c| c.key.clone()))
+                    .flatten()
+            })
+            .filter(|k| !k.chars().any(char::is_control)),
         upload_id: d.upload_id.clone(),
         argument_name: d.argument.as_ref().map(|a| a.0.clone()),
         argument_value: d.argument.as_ref().map(|a| a.1.clone()),

@@ -47,15 +47,21 @@ impl Ctx {
     }
 }
 
+/// A header value as text: UTF-8 when it is (Go SDKs send UTF-8 metadata as raw bytes), else
+/// Latin-1, byte for byte. Signing sees the same text either way.
+pub fn header_text(raw: &[u8]) -> String {
+    match std::str::from_utf8(raw) {
+        Ok(s) => s.to_string(),
+        Err(_) => raw.iter().map(|b| char::from(*b)).collect(),
+    }
+}
+
 /// Parses method, addressing, query and headers. `domain` enables virtual-host addressing for
 /// `<bucket>.<domain>`; every other Host is path-style.
 pub fn parse(parts: &http::request::Parts, domain: Option<&str>) -> Result<Ctx> {
     let mut headers = Vec::with_capacity(parts.headers.len());
     for (name, value) in &parts.headers {
-        let v = value
-            .to_str()
-            .map_err(|_| Error::msg(Code::InvalidArgument, format!("Header {name} is not valid text.")))?;
-        headers.push((name.as_str().to_string(), v.to_string()));
+        headers.push((name.as_str().to_string(), header_text(value.as_bytes())));
     }
     let query = encode::parse_query(parts.uri.query().unwrap_or(""))
         .ok_or_else(|| Error::msg(Code::InvalidArgument, "The query string is not valid UTF-8."))?;
@@ -113,13 +119,21 @@ pub fn parse(parts: &http::request::Parts, domain: Option<&str>) -> Result<Ctx> 
     })
 }
 
-/// A hyper body as the core's body source. Trailers are skipped.
+/// How long a request body may go without sending anything.
+pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A hyper body as the core's body source. Trailers are skipped. A body that stalls for
+/// [`BODY_IDLE_TIMEOUT`] ends with RequestTimeout.
 pub struct HyperBody(pub Incoming);
 
 impl BodySource for HyperBody {
     async fn next_chunk(&mut self) -> Option<Result<Bytes>> {
         loop {
-            match self.0.frame().await {
+            let frame = match tokio::time::timeout(BODY_IDLE_TIMEOUT, self.0.frame()).await {
+                Ok(f) => f,
+                Err(_) => return Some(Err(Error::new(Code::RequestTimeout))),
+            };
+            match frame {
                 None => return None,
                 Some(Err(e)) => {
                     return Some(Err(Error::msg(
