@@ -17,6 +17,7 @@ use md5::{Digest, Md5};
 use tokio::sync::mpsc;
 
 use crate::model::Extent;
+use kura_proto::checksum::{Algorithm, Hasher};
 use kura_proto::crc64::Crc64;
 
 /// Frames queued between the network and the disk thread, per stream.
@@ -30,6 +31,8 @@ pub struct BlobInfo {
     pub size: u64,
     pub md5: [u8; 16],
     pub crc64: u64,
+    /// The extra digests asked for with [`BlobStore::writer_with`].
+    pub extra: Vec<(Algorithm, Vec<u8>)>,
 }
 
 /// Blobs in use by a reader: the sweeper leaves them alone until the reader ends.
@@ -93,8 +96,15 @@ impl BlobStore {
     /// Starts a new blob. Feed it with [`BlobWriter::write`], then [`BlobWriter::finish`];
     /// dropping it unfinished removes the temporary file.
     pub fn writer(&self) -> BlobWriter {
+        self.writer_with(&[])
+    }
+
+    /// A writer that also computes `extra` digests (S3 checksums, the payload SHA-256) in the
+    /// same pass over each batch.
+    pub fn writer_with(&self, extra: &[Algorithm]) -> BlobWriter {
         let id = new_blob_id();
         BlobWriter {
+            extra: extra.to_vec(),
             tmp: self.root.join("tmp").join(&id),
             dest: self.path(&id),
             id,
@@ -249,6 +259,7 @@ struct WriterState {
     file: BufWriter<File>,
     md5: Md5,
     crc: Crc64,
+    extra: Vec<(Algorithm, Hasher)>,
     size: u64,
 }
 
@@ -259,6 +270,7 @@ const BATCH: usize = 512 * 1024;
 /// hashed and written on the blocking pool while the next one is gathered, so at most two
 /// batches (about 1 MiB) are held, and a stalled client holds no thread.
 pub struct BlobWriter {
+    extra: Vec<Algorithm>,
     id: String,
     tmp: PathBuf,
     dest: PathBuf,
@@ -289,6 +301,7 @@ impl BlobWriter {
         self.batch_len = 0;
         let state = self.state.take();
         let tmp = self.tmp.clone();
+        let extra = self.extra.clone();
         self.pending = Some(tokio::task::spawn_blocking(move || {
             let mut st = match state {
                 Some(s) => s,
@@ -296,12 +309,16 @@ impl BlobWriter {
                     file: BufWriter::with_capacity(IO_CHUNK, File::create_new(&tmp)?),
                     md5: Md5::new(),
                     crc: Crc64::new(),
+                    extra: extra.iter().map(|a| (*a, Hasher::new(*a))).collect(),
                     size: 0,
                 },
             };
             for buf in batch {
                 st.md5.update(&buf);
                 st.crc.update(&buf);
+                for (_, h) in &mut st.extra {
+                    h.update(&buf);
+                }
                 st.file.write_all(&buf)?;
                 st.size += buf.len() as u64;
             }
@@ -341,6 +358,7 @@ impl BlobWriter {
                 size: st.size,
                 md5: st.md5.finalize().into(),
                 crc64: st.crc.finish(),
+                extra: st.extra.into_iter().map(|(a, h)| (a, h.finish())).collect(),
             })
         })
         .await

@@ -10,4 +10,5 @@ pub mod redb_store;
 pub mod service;
 
 pub use error::{Code, Error, Result};
-pub use service::{BodySource, Config, Kura, WriteOptions};
+pub use meta::WriteCondition;
+pub use service::{BodyChecks, BodySource, Config, Kura, WriteOptions};

@@ -8,6 +8,34 @@ use std::collections::{BTreeMap, HashSet};
 use crate::error::{Code, Error, Result};
 use crate::model::*;
 
+/// Preconditions of a write, checked inside its transaction.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteCondition {
+    /// No object may exist under the key (`x-oss-forbid-overwrite: true`, S3 `If-None-Match: *`).
+    pub forbid_overwrite: bool,
+    /// The object must exist with this ETag (S3 `If-Match`); `*` means any.
+    pub if_match: Option<String>,
+}
+
+impl WriteCondition {
+    pub fn check(&self, key: &str, existing: Option<&ObjectRecord>) -> Result<()> {
+        if self.forbid_overwrite && existing.is_some() {
+            return Err(Error::new(Code::FileAlreadyExists).with_key(key));
+        }
+        if let Some(wanted) = &self.if_match {
+            let Some(obj) = existing else {
+                return Err(Error::new(Code::NoSuchKey).with_key(key));
+            };
+            let w = kura_proto::etag::normalize(wanted);
+            let s3 = obj.s3_etag.as_deref().map(str::to_ascii_uppercase);
+            if w != "*" && w != obj.etag && Some(&w) != s3.as_ref() {
+                return Err(Error::new(Code::PreconditionFailed));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Everything CompleteMultipartUpload needs, decided before the transaction starts.
 #[derive(Debug, Clone)]
 pub struct CompleteRequest {
@@ -15,7 +43,7 @@ pub struct CompleteRequest {
     pub key: String,
     pub upload_id: String,
     pub selection: PartSelection,
-    pub forbid_overwrite: bool,
+    pub condition: WriteCondition,
     /// `x-oss-object-acl` on Complete; None keeps the ACL given at Initiate.
     pub acl: Option<ObjectAcl>,
     pub min_part_size: u64,
@@ -39,7 +67,7 @@ pub trait MetaStore: Send + Sync + 'static {
         bucket: &str,
         key: &str,
         rec: &ObjectRecord,
-        forbid_overwrite: bool,
+        condition: &WriteCondition,
         delete_due_ms: u64,
     ) -> Result<()>;
     fn get_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>>;
@@ -142,6 +170,41 @@ pub fn choose_parts(
 
 /// Builds the object record of a completed upload from its chosen parts: extents in order,
 /// multipart ETag, combined CRC-64. No byte is read.
+/// S3's multipart ETag: MD5 of the concatenated binary part digests, lowercase hex, `-N`.
+pub fn s3_multipart_etag(parts: &[(u32, PartRecord)]) -> String {
+    use md5::{Digest, Md5};
+    let mut h = Md5::new();
+    for (_, p) in parts {
+        h.update(hex::decode(&p.etag).unwrap_or_default());
+    }
+    format!("{}-{}", hex::encode(h.finalize()), parts.len())
+}
+
+/// The object checksum of a completed upload whose every part carries the upload's
+/// algorithm: FULL_OBJECT combines CRCs, COMPOSITE checksums the part checksums.
+fn multipart_checksum(upload: &UploadRecord, parts: &[(u32, PartRecord)]) -> Option<ObjectChecksum> {
+    use kura_proto::checksum;
+    let (algorithm, full_object) = upload.checksum?;
+    let mut raws = Vec::with_capacity(parts.len());
+    for (_, p) in parts {
+        match &p.checksum {
+            Some((a, v)) if *a == algorithm => raws.push((checksum::from_base64(algorithm, v)?, p.size)),
+            _ => return None,
+        }
+    }
+    let raw = if full_object {
+        checksum::combine(algorithm, &raws)?
+    } else {
+        checksum::composite(algorithm, &raws.into_iter().map(|(r, _)| r).collect::<Vec<_>>())
+    };
+    Some(ObjectChecksum {
+        algorithm,
+        value: checksum::to_base64(&raw),
+        full_object,
+        parts: parts.len() as u32,
+    })
+}
+
 pub fn object_from_parts(
     upload: &UploadRecord,
     parts: &[(u32, PartRecord)],
@@ -152,6 +215,8 @@ pub fn object_from_parts(
     let crc64 = kura_proto::crc64::combine_all(parts.iter().map(|(_, p)| (p.crc64, p.size)));
     ObjectRecord {
         etag,
+        s3_etag: Some(s3_multipart_etag(parts)),
+        checksum: multipart_checksum(upload, parts),
         size: parts.iter().map(|(_, p)| p.size).sum(),
         crc64,
         content_md5: None,
@@ -177,6 +242,7 @@ mod tests {
     fn part(etag: &str, size: u64) -> PartRecord {
         PartRecord {
             etag: etag.into(),
+            checksum: None,
             size,
             crc64: 0,
             last_modified_ms: 0,

@@ -1,6 +1,7 @@
 //! The records the metadata store keeps. Times are epoch milliseconds; ETags are stored
 //! unquoted, uppercase.
 
+use kura_proto::checksum::Algorithm;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -105,7 +106,15 @@ impl ObjectType {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectRecord {
+    /// OSS ETag (uppercase; multipart: MD5 of the hex part ETags, `-N`).
     pub etag: String,
+    /// S3's multipart ETag (lowercase; MD5 of the binary part digests, `-N`). None for a
+    /// single-part object, whose S3 ETag is the lowercase `etag`.
+    #[serde(default)]
+    pub s3_etag: Option<String>,
+    /// The S3 additional checksum, when one was asked for.
+    #[serde(default)]
+    pub checksum: Option<ObjectChecksum>,
     pub size: u64,
     pub crc64: u64,
     /// base64 MD5 of the bytes, for Normal objects.
@@ -116,6 +125,29 @@ pub struct ObjectRecord {
     pub acl: ObjectAcl,
     pub headers: ObjectHeaders,
     pub extents: Vec<Extent>,
+}
+
+/// An S3 additional checksum of an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectChecksum {
+    pub algorithm: Algorithm,
+    /// base64 of the raw value.
+    pub value: String,
+    /// FULL_OBJECT (the checksum of all the bytes) or COMPOSITE (of the part checksums).
+    pub full_object: bool,
+    /// Parts of a COMPOSITE value (rendered `value-N`).
+    pub parts: u32,
+}
+
+impl ObjectChecksum {
+    /// The value as S3 returns it: `-N` appended for COMPOSITE.
+    pub fn rendered(&self) -> String {
+        if self.full_object {
+            self.value.clone()
+        } else {
+            format!("{}-{}", self.value, self.parts)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,11 +162,18 @@ pub struct UploadRecord {
     /// Complete request says (oss2's resumable Complete does not repeat the header).
     #[serde(default)]
     pub forbid_overwrite: bool,
+    /// `x-amz-checksum-algorithm` at CreateMultipartUpload, and whether the object's
+    /// checksum is FULL_OBJECT (else COMPOSITE).
+    #[serde(default)]
+    pub checksum: Option<(Algorithm, bool)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartRecord {
     pub etag: String,
+    /// The S3 checksum of the part (algorithm, base64), when the upload has an algorithm.
+    #[serde(default)]
+    pub checksum: Option<(Algorithm, String)>,
     pub size: u64,
     pub crc64: u64,
     pub last_modified_ms: u64,

@@ -9,7 +9,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Code, Error, Result};
-use crate::meta::{choose_parts, object_from_parts, CompleteRequest, MetaStore};
+use crate::meta::{choose_parts, object_from_parts, CompleteRequest, MetaStore, WriteCondition};
 use crate::model::*;
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
@@ -172,7 +172,7 @@ impl MetaStore for RedbStore {
         bucket: &str,
         key: &str,
         rec: &ObjectRecord,
-        forbid_overwrite: bool,
+        condition: &WriteCondition,
         delete_due_ms: u64,
     ) -> Result<()> {
         let txn = self.db.begin_write().map_err(db_err)?;
@@ -186,10 +186,8 @@ impl MetaStore for RedbStore {
                 Some(v) => Some(dec(v.value())?),
                 None => None,
             };
+            condition.check(key, old.as_ref())?;
             if let Some(old) = old {
-                if forbid_overwrite {
-                    return Err(Error::new(Code::FileAlreadyExists).with_key(key));
-                }
                 let mut del = txn.open_table(DELETIONS).map_err(db_err)?;
                 for e in &old.extents {
                     del.insert(e.blob.as_str(), delete_due_ms).map_err(db_err)?;
@@ -402,11 +400,14 @@ impl MetaStore for RedbStore {
 
             let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
             let mut del = txn.open_table(DELETIONS).map_err(db_err)?;
-            if let Some(old) = objects.get((bucket, key)).map_err(db_err)? {
-                if req.forbid_overwrite || upload.forbid_overwrite {
-                    return Err(Error::new(Code::FileAlreadyExists).with_key(key));
-                }
-                let old: ObjectRecord = dec(old.value())?;
+            let old: Option<ObjectRecord> = match objects.get((bucket, key)).map_err(db_err)? {
+                Some(v) => Some(dec(v.value())?),
+                None => None,
+            };
+            let mut condition = req.condition.clone();
+            condition.forbid_overwrite |= upload.forbid_overwrite;
+            condition.check(key, old.as_ref())?;
+            if let Some(old) = old {
                 for e in &old.extents {
                     del.insert(e.blob.as_str(), req.delete_due_ms).map_err(db_err)?;
                 }

@@ -12,9 +12,10 @@ use tokio::sync::mpsc;
 
 use crate::blob::{BlobInfo, BlobStore};
 use crate::error::{Code, Error, Result};
-use crate::meta::{CompleteRequest, MetaStore};
+use crate::meta::{CompleteRequest, MetaStore, WriteCondition};
 use crate::model::*;
 use crate::redb_store::RedbStore;
+use kura_proto::checksum::{self, Algorithm};
 use kura_proto::timefmt::now_millis;
 
 pub const MAX_PART_NUMBER: u32 = 10_000;
@@ -52,6 +53,39 @@ impl Default for Config {
 /// A request body as the core sees it: chunks until None.
 pub trait BodySource: Send {
     fn next_chunk(&mut self) -> impl Future<Output = Option<Result<Bytes>>> + Send;
+    /// Checksums that arrived after the data (aws-chunked trailers), once the body has ended.
+    fn trailing_checksums(&self) -> Vec<(Algorithm, Vec<u8>)> {
+        Vec::new()
+    }
+}
+
+/// What to compute over a body and check it against, besides MD5 and CRC-64.
+#[derive(Debug, Clone, Default)]
+pub struct BodyChecks {
+    /// Content-MD5 sent by the client; a mismatch is InvalidDigest and nothing is stored.
+    pub content_md5: Option<[u8; 16]>,
+    /// The checksum to compute and keep with the object or part.
+    pub store: Option<Algorithm>,
+    /// Values the client sent in headers; a mismatch is BadDigest and nothing is stored.
+    pub expected: Vec<(Algorithm, Vec<u8>)>,
+    /// Algorithms whose values arrive as trailers (see [`BodySource::trailing_checksums`]).
+    pub trailing: Vec<Algorithm>,
+    /// The signed payload hash (`x-amz-content-sha256`), when it is a real hash.
+    pub payload_sha256: Option<Vec<u8>>,
+}
+
+impl BodyChecks {
+    fn algorithms(&self) -> Vec<Algorithm> {
+        let mut v: Vec<Algorithm> = self.store.into_iter().collect();
+        v.extend(self.expected.iter().map(|(a, _)| *a));
+        v.extend(self.trailing.iter().copied());
+        if self.payload_sha256.is_some() {
+            v.push(Algorithm::Sha256);
+        }
+        v.sort_by_key(|a| a.name());
+        v.dedup();
+        v
+    }
 }
 
 /// Options stored with a new object or upload.
@@ -60,9 +94,10 @@ pub struct WriteOptions {
     pub headers: ObjectHeaders,
     pub acl: ObjectAcl,
     pub storage_class: String,
-    pub forbid_overwrite: bool,
-    /// Content-MD5 sent by the client; a mismatch is InvalidDigest and nothing is stored.
-    pub content_md5: Option<[u8; 16]>,
+    pub condition: WriteCondition,
+    pub checks: BodyChecks,
+    /// For a multipart upload: the S3 checksum algorithm and whether it is FULL_OBJECT.
+    pub multipart_checksum: Option<(Algorithm, bool)>,
 }
 
 pub struct ObjectListing {
@@ -240,10 +275,14 @@ impl Kura {
 
     // ---- objects ----
 
-    /// Streams a body into a new blob, enforcing the size limit and Content-MD5. On any error
-    /// the blob is gone.
-    async fn receive(&self, body: &mut impl BodySource, content_md5: Option<[u8; 16]>) -> Result<BlobInfo> {
-        let mut w = self.blobs.writer();
+    /// Streams a body into a new blob, enforcing the size limit, Content-MD5 and the S3
+    /// checks. On any error the blob is gone. Returns the blob and the checksum to keep.
+    async fn receive(
+        &self,
+        body: &mut impl BodySource,
+        checks: &BodyChecks,
+    ) -> Result<(BlobInfo, Option<(Algorithm, String)>)> {
+        let mut w = self.blobs.writer_with(&checks.algorithms());
         let mut size = 0u64;
         while let Some(chunk) = body.next_chunk().await {
             let chunk = chunk?;
@@ -257,13 +296,42 @@ impl Kura {
             w.write(chunk).await.map_err(Error::internal)?;
         }
         let info = w.finish().await.map_err(Error::internal)?;
-        if let Some(expected) = content_md5 {
-            if expected != info.md5 {
-                let _ = self.blobs.delete(&info.id);
-                return Err(Error::new(Code::InvalidDigest));
+        let digest = |a: Algorithm| info.extra.iter().find(|(x, _)| *x == a).map(|(_, v)| v.as_slice());
+        let mut failure = None;
+        if checks.content_md5.is_some_and(|m| m != info.md5) {
+            failure = Some(Error::new(Code::InvalidDigest));
+        } else if checks
+            .payload_sha256
+            .as_deref()
+            .is_some_and(|h| Some(h) != digest(Algorithm::Sha256))
+        {
+            failure = Some(Error::new(Code::XAmzContentSHA256Mismatch));
+        } else {
+            let trailing = body.trailing_checksums();
+            for (a, expected) in checks.expected.iter().chain(trailing.iter()) {
+                if Some(expected.as_slice()) != digest(*a) {
+                    failure = Some(Error::msg(
+                        Code::BadDigest,
+                        format!("The {} you specified did not match the calculated checksum.", a.name()),
+                    ));
+                    break;
+                }
+            }
+            if failure.is_none() && checks.trailing.iter().any(|a| !trailing.iter().any(|(t, _)| t == a)) {
+                failure = Some(Error::msg(
+                    Code::InvalidRequest,
+                    "A declared trailing checksum did not arrive.",
+                ));
             }
         }
-        Ok(info)
+        if let Some(e) = failure {
+            let _ = self.blobs.delete(&info.id);
+            return Err(e);
+        }
+        let stored = checks
+            .store
+            .and_then(|a| digest(a).map(|v| (a, checksum::to_base64(v))));
+        Ok((info, stored))
     }
 
     pub async fn put_object(
@@ -275,27 +343,33 @@ impl Kura {
     ) -> Result<ObjectRecord> {
         check_key(key)?;
         let b = self.bucket(bucket).await?;
-        if opts.forbid_overwrite && self.find_object(&b.name, key).await?.is_some() {
-            return Err(Error::new(Code::FileAlreadyExists).with_key(key));
-        }
-        let info = self.receive(body, opts.content_md5).await?;
-        let forbid = opts.forbid_overwrite;
-        let rec = object_record(&info, opts);
-        self.store_object(bucket, key, rec, info.id, forbid).await
+        // Early, so a doomed body is not stored; checked again in the transaction.
+        opts.condition
+            .check(key, self.find_object(&b.name, key).await?.as_ref())?;
+        let (info, stored) = self.receive(body, &opts.checks).await?;
+        let condition = opts.condition.clone();
+        let mut rec = object_record(&info, opts);
+        rec.checksum = stored.map(|(algorithm, value)| ObjectChecksum {
+            algorithm,
+            value,
+            full_object: true,
+            parts: 1,
+        });
+        self.store_object(bucket, key, rec, info.id, condition).await
     }
 
-    /// Records a new object; `forbid` is checked again inside the transaction.
+    /// Records a new object; the condition is checked again inside the transaction.
     async fn store_object(
         &self,
         bucket: &str,
         key: &str,
         rec: ObjectRecord,
         blob: String,
-        forbid: bool,
+        condition: WriteCondition,
     ) -> Result<ObjectRecord> {
         let (b, k, r) = (bucket.to_string(), key.to_string(), rec.clone());
         let due = self.delete_due();
-        let res = self.meta(move |m| m.put_object(&b, &k, &r, forbid, due)).await;
+        let res = self.meta(move |m| m.put_object(&b, &k, &r, &condition, due)).await;
         if let Err(e) = res {
             let _ = self.blobs.delete(&blob);
             return Err(e);
@@ -344,13 +418,11 @@ impl Kura {
         key: &str,
         replace: Option<ObjectHeaders>,
         acl: ObjectAcl,
-        forbid_overwrite: bool,
+        condition: WriteCondition,
     ) -> Result<ObjectRecord> {
         check_key(key)?;
         self.bucket(bucket).await?;
-        if forbid_overwrite && self.find_object(bucket, key).await?.is_some() {
-            return Err(Error::new(Code::FileAlreadyExists).with_key(key));
-        }
+        condition.check(key, self.find_object(bucket, key).await?.as_ref())?;
         let info = self
             .blobs
             .copy(src.extents.clone(), 0, src.size)
@@ -360,11 +432,11 @@ impl Kura {
             headers: replace.unwrap_or_else(|| src.headers.clone()),
             acl,
             storage_class: src.storage_class.clone(),
-            forbid_overwrite,
-            content_md5: None,
+            condition: condition.clone(),
+            ..Default::default()
         };
         let rec = object_record(&info, opts);
-        self.store_object(bucket, key, rec, info.id, forbid_overwrite).await
+        self.store_object(bucket, key, rec, info.id, condition).await
     }
 
     pub async fn list_objects(
@@ -429,7 +501,7 @@ impl Kura {
     pub async fn initiate_upload(&self, bucket: &str, key: &str, opts: WriteOptions) -> Result<String> {
         check_key(key)?;
         self.bucket(bucket).await?;
-        if opts.forbid_overwrite && self.find_object(bucket, key).await?.is_some() {
+        if opts.condition.forbid_overwrite && self.find_object(bucket, key).await?.is_some() {
             return Err(Error::new(Code::FileAlreadyExists).with_key(key));
         }
         let rec = UploadRecord {
@@ -439,7 +511,8 @@ impl Kura {
             storage_class: opts.storage_class,
             acl: opts.acl,
             headers: opts.headers,
-            forbid_overwrite: opts.forbid_overwrite,
+            forbid_overwrite: opts.condition.forbid_overwrite,
+            checksum: opts.multipart_checksum,
         };
         let id = rec.upload_id.clone();
         let b = bucket.to_string();
@@ -478,11 +551,16 @@ impl Kura {
         upload_id: &str,
         part_number: u32,
         body: &mut impl BodySource,
-        content_md5: Option<[u8; 16]>,
+        mut checks: BodyChecks,
     ) -> Result<PartRecord> {
-        self.upload(bucket, key, upload_id).await?;
-        let info = self.receive(body, content_md5).await?;
-        self.record_part(bucket, key, upload_id, part_number, info).await
+        let upload = self.upload(bucket, key, upload_id).await?;
+        // A part of an upload with a checksum algorithm always carries that checksum.
+        if let Some((a, _)) = upload.checksum {
+            checks.store = Some(a);
+        }
+        let (info, stored) = self.receive(body, &checks).await?;
+        self.record_part(bucket, key, upload_id, part_number, info, stored)
+            .await
     }
 
     async fn record_part(
@@ -492,9 +570,11 @@ impl Kura {
         upload_id: &str,
         part_number: u32,
         info: BlobInfo,
+        checksum: Option<(Algorithm, String)>,
     ) -> Result<PartRecord> {
         let rec = PartRecord {
             etag: kura_proto::etag::md5_hex(&info.md5),
+            checksum,
             size: info.size,
             crc64: info.crc64,
             last_modified_ms: now_millis(),
@@ -530,7 +610,7 @@ impl Kura {
             .copy(src.extents.clone(), range.start, range.end)
             .await
             .map_err(Error::internal)?;
-        self.record_part(bucket, key, upload_id, part_number, info).await
+        self.record_part(bucket, key, upload_id, part_number, info, None).await
     }
 
     pub async fn complete_upload(
@@ -539,7 +619,7 @@ impl Kura {
         key: &str,
         upload_id: &str,
         selection: PartSelection,
-        forbid_overwrite: bool,
+        condition: WriteCondition,
         acl: Option<ObjectAcl>,
     ) -> Result<CompletedUpload> {
         self.bucket(bucket).await?;
@@ -548,7 +628,7 @@ impl Kura {
             key: key.to_string(),
             upload_id: upload_id.to_string(),
             selection,
-            forbid_overwrite,
+            condition,
             acl,
             min_part_size: self.cfg.min_part_size,
             now_ms: now_millis(),
@@ -735,6 +815,8 @@ fn object_record(info: &BlobInfo, opts: WriteOptions) -> ObjectRecord {
     use base64::Engine;
     ObjectRecord {
         etag: kura_proto::etag::md5_hex(&info.md5),
+        s3_etag: None,
+        checksum: None,
         size: info.size,
         crc64: info.crc64,
         content_md5: Some(base64::engine::general_purpose::STANDARD.encode(info.md5)),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use base64::Engine;
 use kura_core::model::{Acl, BucketRecord, ObjectAcl, ObjectHeaders, ObjectRecord, PartSelection};
 use kura_core::service::{check_bucket_name, check_key, check_part_number, MAX_LIST};
-use kura_core::{Code, Error, Kura, Result, WriteOptions};
+use kura_core::{BodyChecks, Code, Error, Kura, Result, WriteCondition, WriteOptions};
 use kura_proto::encode::{decode_path, encode_component};
 use kura_proto::etag;
 use kura_proto::timefmt::{http_date, iso8601, parse_http_date};
@@ -145,9 +145,21 @@ fn write_options(ctx: &Ctx) -> Result<WriteOptions> {
         headers: object_headers(ctx),
         acl: header_acl(ctx, "x-oss-object-acl")?.unwrap_or_default(),
         storage_class: ctx.header("x-oss-storage-class").unwrap_or("Standard").to_string(),
-        forbid_overwrite: is_true(ctx.header("x-oss-forbid-overwrite")),
-        content_md5: content_md5(ctx)?,
+        condition: forbid_condition(ctx),
+        checks: BodyChecks {
+            content_md5: content_md5(ctx)?,
+            ..Default::default()
+        },
+        ..Default::default()
     })
+}
+
+/// `x-oss-forbid-overwrite: true` as a write condition.
+fn forbid_condition(ctx: &Ctx) -> WriteCondition {
+    WriteCondition {
+        forbid_overwrite: is_true(ctx.header("x-oss-forbid-overwrite")),
+        if_match: None,
+    }
 }
 
 fn check_content_length(ctx: &Ctx, st: &State) -> Result<()> {
@@ -373,7 +385,19 @@ async fn object_op(
                 }
                 check_content_length(ctx, st)?;
                 let md5 = content_md5(ctx)?;
-                let rec = k.upload_part(bucket, key, upload_id, part, &mut body, md5).await?;
+                let rec = k
+                    .upload_part(
+                        bucket,
+                        key,
+                        upload_id,
+                        part,
+                        &mut body,
+                        BodyChecks {
+                            content_md5: md5,
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
                 let mut r = render::empty(200);
                 set(&mut r, "etag", etag::quoted(&rec.etag));
                 set(&mut r, "x-oss-hash-crc64ecma", rec.crc64.to_string());
@@ -799,8 +823,10 @@ async fn copy_object(st: &State, ctx: &Ctx, bucket: &str, key: &str) -> Result<R
         .is_some_and(|v| v.eq_ignore_ascii_case("REPLACE"))
         .then(|| object_headers(ctx));
     let acl = header_acl(ctx, "x-oss-object-acl")?.unwrap_or_default();
-    let forbid = is_true(ctx.header("x-oss-forbid-overwrite"));
-    let rec = st.kura.copy_object(&src, bucket, key, replace, acl, forbid).await?;
+    let rec = st
+        .kura
+        .copy_object(&src, bucket, key, replace, acl, forbid_condition(ctx))
+        .await?;
     let mut r = render::xml(&CopyObjectResult {
         last_modified: iso8601(rec.last_modified_ms),
         etag: etag::quoted(&rec.etag),
@@ -880,10 +906,9 @@ async fn complete_upload(
         }
     };
     let acl = header_acl(ctx, "x-oss-object-acl")?;
-    let forbid = is_true(ctx.header("x-oss-forbid-overwrite"));
     let done = st
         .kura
-        .complete_upload(bucket, key, upload_id, selection, forbid, acl)
+        .complete_upload(bucket, key, upload_id, selection, forbid_condition(ctx), acl)
         .await?;
     let url = url_encoding_for(ctx, std::iter::once(key));
     let location = format!(
