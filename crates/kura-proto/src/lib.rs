@@ -5,6 +5,7 @@ pub mod checksum;
 pub mod crc64;
 pub mod encode;
 pub mod etag;
+pub mod s3xml;
 pub mod sign;
 pub mod sigv4;
 pub mod timefmt;
