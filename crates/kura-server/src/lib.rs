@@ -6,6 +6,7 @@ pub mod auth;
 pub mod handlers;
 pub mod render;
 pub mod request;
+pub mod s3;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

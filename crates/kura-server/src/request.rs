@@ -13,6 +13,8 @@ pub const MAX_XML_BODY: usize = 4 * 1024 * 1024;
 #[derive(Debug)]
 pub struct Ctx {
     pub method: String,
+    /// The whole request path, percent-decoded (S3 signs it re-encoded).
+    pub path: String,
     pub bucket: Option<String>,
     pub key: Option<String>,
     /// Decoded (name, value) pairs in order; empty names dropped.
@@ -111,6 +113,7 @@ pub fn parse(parts: &http::request::Parts, domain: Option<&str>) -> Result<Ctx> 
         )
     };
     Ok(Ctx {
+        path: encode::decode_path(raw_path).unwrap_or_else(|| raw_path.to_string()),
         method: parts.method.as_str().to_string(),
         bucket,
         key,

@@ -1,0 +1,217 @@
+//! AWS Signature V4 for the S3 dialect: the Authorization header and presigned URLs. The same
+//! access keys as the OSS dialect. Returns who is asking and how the body is protected.
+
+use kura_core::{Code, Error, Result};
+use kura_proto::{sigv4, timefmt};
+
+use crate::auth::{Credentials, Principal, MAX_PRESIGN_SECS, MAX_SKEW_SECS};
+use crate::request::Ctx;
+
+/// How the request body is covered by the signature.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// `UNSIGNED-PAYLOAD` (or a presigned URL).
+    Unsigned,
+    /// A SHA-256 the body must match.
+    Sha256(Vec<u8>),
+    /// aws-chunked framing; with `signing` each chunk carries a chained signature.
+    Chunked {
+        signing: Option<ChunkSigning>,
+        trailer: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ChunkSigning {
+    pub key: [u8; 32],
+    pub timestamp: String,
+    pub scope: String,
+    pub seed: String,
+}
+
+fn now_secs() -> u64 {
+    timefmt::now_millis() / 1000
+}
+
+fn denied(msg: &str) -> Error {
+    Error::msg(Code::AccessDenied, msg)
+}
+
+fn secret_for<'a>(creds: &'a Credentials, ak: &str) -> Result<&'a str> {
+    if ak == creds.access_key_id {
+        Ok(&creds.access_key_secret)
+    } else {
+        Err(Error::msg(
+            Code::InvalidAccessKeyId,
+            "The AWS Access Key Id you provided does not exist in our records.",
+        )
+        .with(|d| d.access_key_id = Some(ak.to_string())))
+    }
+}
+
+fn mismatch(sts: String, ak: &str) -> Error {
+    Error::new(Code::SignatureDoesNotMatch).with(|d| {
+        d.string_to_sign = Some(sts);
+        d.access_key_id = Some(ak.to_string());
+    })
+}
+
+/// Whether a request speaks the S3 dialect: an AWS signature, or any `x-amz-` header.
+pub fn is_s3(ctx: &Ctx) -> bool {
+    ctx.header("authorization")
+        .is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256") || a.starts_with("AWS "))
+        || ctx.query_raw("X-Amz-Signature").is_some()
+        || ctx.query_raw("X-Amz-Algorithm").is_some()
+        || (ctx.header("authorization").is_none() && ctx.headers.iter().any(|(n, _)| n.starts_with("x-amz-")))
+}
+
+pub fn authenticate(ctx: &Ctx, creds: &Credentials) -> Result<(Principal, Payload)> {
+    if let Some(auth) = ctx.header("authorization") {
+        if auth.starts_with("AWS ") {
+            return Err(Error::msg(
+                Code::InvalidRequest,
+                "Signature Version 2 is not supported; use AWS4-HMAC-SHA256.",
+            ));
+        }
+        return header_auth(ctx, creds, auth);
+    }
+    if ctx.query_raw("X-Amz-Algorithm").is_some() || ctx.query_raw("X-Amz-Signature").is_some() {
+        return presigned(ctx, creds).map(|p| (p, Payload::Unsigned));
+    }
+    let payload = match ctx.header("x-amz-content-sha256") {
+        Some(v) if v.starts_with("STREAMING-UNSIGNED-PAYLOAD") => Payload::Chunked {
+            signing: None,
+            trailer: true,
+        },
+        _ => Payload::Unsigned,
+    };
+    Ok((Principal::Anonymous, payload))
+}
+
+fn header_auth(ctx: &Ctx, creds: &Credentials, auth: &str) -> Result<(Principal, Payload)> {
+    let a = sigv4::parse_authorization(auth)
+        .ok_or_else(|| denied("The AWS4-HMAC-SHA256 Authorization header is malformed."))?;
+    let secret = secret_for(creds, &a.access_key_id)?;
+    let timestamp = ctx
+        .header("x-amz-date")
+        .or_else(|| ctx.header("date"))
+        .ok_or_else(|| denied("AWS authentication requires a valid Date or x-amz-date header."))?;
+    let t = timefmt::parse_iso8601_basic(timestamp)
+        .or_else(|| timefmt::parse_http_date(timestamp))
+        .ok_or_else(|| denied("AWS authentication requires a valid Date or x-amz-date header."))?;
+    if now_secs().abs_diff(t) > MAX_SKEW_SECS {
+        return Err(Error::new(Code::RequestTimeTooSkewed)
+            .with(|d| d.server_time = Some(timefmt::iso8601(timefmt::now_millis()))));
+    }
+    let content_sha = ctx.header("x-amz-content-sha256").ok_or_else(|| {
+        Error::msg(
+            Code::InvalidRequest,
+            "Missing required header for this request: x-amz-content-sha256",
+        )
+    })?;
+    let payload = match content_sha {
+        "UNSIGNED-PAYLOAD" => Payload::Unsigned,
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER" => Payload::Chunked {
+            signing: None,
+            trailer: true,
+        },
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD" | "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER" => Payload::Chunked {
+            signing: Some(ChunkSigning {
+                key: [0; 32],
+                timestamp: String::new(),
+                scope: String::new(),
+                seed: String::new(),
+            }),
+            trailer: content_sha.ends_with("TRAILER"),
+        },
+        h if h.len() == 64 => Payload::Sha256(
+            hex::decode(h).map_err(|_| Error::msg(Code::InvalidArgument, "x-amz-content-sha256 is not a SHA-256."))?,
+        ),
+        _ => {
+            return Err(Error::msg(
+                Code::InvalidArgument,
+                "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-*, or a SHA-256.",
+            ))
+        }
+    };
+    let cr = sigv4::canonical_request(
+        &ctx.method,
+        &sigv4::canonical_uri(&ctx.path),
+        &sigv4::canonical_query(&ctx.query),
+        &ctx.headers,
+        &a.signed_headers,
+        content_sha,
+    )
+    .ok_or_else(|| denied("A header named in SignedHeaders is missing."))?;
+    let scope = sigv4::scope(&a.date, &a.region, &a.service);
+    let sts = sigv4::string_to_sign(timestamp, &scope, &cr);
+    let key = sigv4::signing_key(secret, &a.date, &a.region, &a.service);
+    let signature = sigv4::sign(&key, &sts);
+    if !kura_proto::sign::signatures_equal(&signature, &a.signature) {
+        return Err(mismatch(sts, &a.access_key_id));
+    }
+    let payload = match payload {
+        Payload::Chunked {
+            signing: Some(_),
+            trailer,
+        } => Payload::Chunked {
+            signing: Some(ChunkSigning {
+                key,
+                timestamp: timestamp.to_string(),
+                scope,
+                seed: signature,
+            }),
+            trailer,
+        },
+        p => p,
+    };
+    Ok((Principal::Root, payload))
+}
+
+fn presigned(ctx: &Ctx, creds: &Credentials) -> Result<Principal> {
+    if ctx.query_raw("X-Amz-Algorithm") != Some(sigv4::ALGORITHM) {
+        return Err(denied("X-Amz-Algorithm must be AWS4-HMAC-SHA256."));
+    }
+    let credential = ctx.query_raw("X-Amz-Credential").unwrap_or("");
+    let (ak, date, region, service) =
+        sigv4::parse_credential(credential).ok_or_else(|| denied("X-Amz-Credential is malformed."))?;
+    let secret = secret_for(creds, &ak)?;
+    let timestamp = ctx.query_raw("X-Amz-Date").unwrap_or("");
+    let t = timefmt::parse_iso8601_basic(timestamp).ok_or_else(|| denied("X-Amz-Date is malformed."))?;
+    let expires: u64 = ctx
+        .query_raw("X-Amz-Expires")
+        .and_then(|v| v.parse().ok())
+        .filter(|v| *v <= MAX_PRESIGN_SECS)
+        .ok_or_else(|| denied("X-Amz-Expires must be a number of seconds up to 604800."))?;
+    let now = now_secs();
+    if now + MAX_SKEW_SECS < t {
+        return Err(denied("Request is not valid yet."));
+    }
+    if now > t + expires {
+        return Err(denied("Request has expired"));
+    }
+    let signed: Vec<String> = ctx
+        .query_raw("X-Amz-SignedHeaders")
+        .unwrap_or("host")
+        .split(';')
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .collect();
+    let cr = sigv4::canonical_request(
+        &ctx.method,
+        &sigv4::canonical_uri(&ctx.path),
+        &sigv4::canonical_query(&ctx.query),
+        &ctx.headers,
+        &signed,
+        "UNSIGNED-PAYLOAD",
+    )
+    .ok_or_else(|| denied("A header named in X-Amz-SignedHeaders is missing."))?;
+    let scope = sigv4::scope(&date, &region, &service);
+    let sts = sigv4::string_to_sign(timestamp, &scope, &cr);
+    let key = sigv4::signing_key(secret, &date, &region, &service);
+    if kura_proto::sign::signatures_equal(&sigv4::sign(&key, &sts), ctx.query_raw("X-Amz-Signature").unwrap_or("")) {
+        Ok(Principal::Root)
+    } else {
+        Err(mismatch(sts, &ak))
+    }
+}
