@@ -68,8 +68,9 @@ impl Config {
     }
 
     pub fn new(endpoint: &str, region: &str, credentials: Credentials) -> Config {
+        let endpoint = endpoint.trim_end_matches('/');
         let endpoint = if endpoint.contains("://") {
-            endpoint.trim_end_matches('/').to_string()
+            endpoint.to_string()
         } else {
             format!("http://{endpoint}")
         };
@@ -342,6 +343,9 @@ impl Client {
     }
 
     async fn send_once(&self, call: &Call<'_>) -> Result<reqwest::Response> {
+        if let Some(k) = call.key {
+            check_key(k)?;
+        }
         let headers = self.sign(call);
         let mut rb = self.http.request(call.method.clone(), self.url(call));
         for (n, v) in &headers {
@@ -479,10 +483,8 @@ impl Client {
     // ---- multipart ----
 
     pub async fn initiate_multipart_upload(&self, bucket: &str, key: &str) -> Result<String> {
-        // Initiate is safe to retry: a lost answer only leaves an unused upload behind.
-        let call = Call::new(Method::POST, Some(bucket), Some(key))
-            .query("uploads", "")
-            .idempotent(true);
+        // Not retried after a lost answer: that would leave an upload nobody knows about.
+        let call = Call::new(Method::POST, Some(bucket), Some(key)).query("uploads", "");
         let r: xml::InitiateMultipartUploadResult = self.send_xml(&call).await?;
         Ok(r.upload_id)
     }
@@ -611,13 +613,30 @@ impl Client {
         loop {
             let page = self.list_uploads_page(bucket, prefix, &km, &um, 1000).await?;
             out.extend(page.uploads);
-            if !page.is_truncated {
+            let stuck = page.next_key_marker == km && page.next_upload_id_marker == um;
+            if !page.is_truncated || stuck {
                 return Ok(out);
             }
             km = page.next_key_marker;
             um = page.next_upload_id_marker;
         }
     }
+}
+
+/// Keys this client can address. URL parsers fold `.` and `..` path segments away (even
+/// percent-encoded ones), which would silently address another key; refuse them instead.
+fn check_key(key: &str) -> Result<()> {
+    if key.starts_with('/') || key.starts_with('\\') {
+        return Err(Error::Invalid(format!(
+            "object key {key:?} must not start with / or \\"
+        )));
+    }
+    if key.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(Error::Invalid(format!(
+            "object key {key:?} has a . or .. path segment, which HTTP clients cannot send unchanged"
+        )));
+    }
+    Ok(())
 }
 
 /// A CRC the server reported must equal ours; a server that reports none is not checked here

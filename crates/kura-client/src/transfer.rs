@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 
 pub const MIN_PART_SIZE: u64 = 100 * 1024;
 pub const MAX_PARTS: u64 = 10_000;
+pub const MAX_PART_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
 const DEFAULT_MAX_JOBS: usize = 8;
 
@@ -148,10 +149,38 @@ fn checkpoint_path(mode: &Checkpoint, source: &Path, endpoint: &str, bucket: &st
 }
 
 fn write_checkpoint(path: &Path, rec: &CheckpointRecord) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
     let tmp = path.with_extension("kura-upload.tmp");
     let text = serde_json::to_vec_pretty(rec).map_err(|e| Error::Invalid(e.to_string()))?;
     std::fs::write(&tmp, text).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// Part sizes the client accepts: at least one byte, at most 5 GiB (the server's limit).
+fn check_part_size(part_size: u64) -> Result<()> {
+    if part_size == 0 || part_size > MAX_PART_SIZE {
+        return Err(Error::Invalid(format!(
+            "part size must be between 1 byte and {MAX_PART_SIZE} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// The source must not change while it is uploaded: same size and modification time as when
+/// it was opened (a torn upload would otherwise pass every per-part check).
+fn unchanged(file: &File, before: &std::fs::Metadata, source: &Path) -> Result<()> {
+    let now = file
+        .metadata()
+        .map_err(|e| Error::io(format!("reading {}", source.display()), e))?;
+    if now.len() != before.len() || mtime_ns(&now) != mtime_ns(before) {
+        return Err(Error::Integrity(format!(
+            "{} changed while it was being uploaded",
+            source.display()
+        )));
+    }
+    Ok(())
 }
 
 fn read_part(file: &File, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
@@ -213,8 +242,12 @@ impl Uploader {
         let meta = file
             .metadata()
             .map_err(|e| Error::io(format!("reading {}", source.display()), e))?;
+        if !meta.is_file() {
+            return Err(Error::Invalid(format!("{} is not a regular file", source.display())));
+        }
         let size = meta.len();
         let part_size = self.opts.part_size.unwrap_or_else(|| choose_part_size(size));
+        check_part_size(part_size)?;
         let parts_total = size.div_ceil(part_size).max(1);
         if size > part_size && part_size < MIN_PART_SIZE {
             return Err(Error::Invalid(format!(
@@ -243,6 +276,7 @@ impl Uploader {
                 .map_err(|e| Error::Invalid(e.to_string()))?
                 .map_err(|e| Error::io(format!("reading {}", source.display()), e))?;
             let crc = crc64::checksum(&data);
+            unchanged(&file, &meta, source)?;
             let r = self.client.put_object(bucket, key, Bytes::from(data)).await?;
             tracker.add(size, 1);
             return Ok(TransferReport {
@@ -310,7 +344,10 @@ impl Uploader {
                 done.iter_mut().for_each(|d| *d = None);
                 let id = self.client.initiate_multipart_upload(bucket, key).await?;
                 if let Some(p) = &cp_path {
-                    write_checkpoint(p, &wanted(id.clone()))?;
+                    if let Err(e) = write_checkpoint(p, &wanted(id.clone())) {
+                        let _ = self.client.abort_multipart_upload(bucket, key, &id).await;
+                        return Err(e);
+                    }
                 }
                 id
             }
@@ -323,10 +360,16 @@ impl Uploader {
 
         let result = self
             .upload_parts(&file, bucket, key, &upload_id, size, part_size, &mut done, &tracker)
-            .await;
+            .await
+            .and_then(|()| unchanged(&file, &meta, source));
         if let Err(e) = result {
-            if cp_path.is_none() {
+            // Without a checkpoint nobody will resume it: abort. A changed file cannot be
+            // resumed either.
+            if cp_path.is_none() || matches!(e, Error::Integrity(_)) {
                 let _ = self.client.abort_multipart_upload(bucket, key, &upload_id).await;
+                if let Some(p) = &cp_path {
+                    let _ = std::fs::remove_file(p);
+                }
             }
             return Err(e);
         }
@@ -341,13 +384,35 @@ impl Uploader {
                 part_size.min(size - i as u64 * part_size),
             )
         }));
-        let complete = self
+        let complete = match self
             .client
             .complete_multipart_upload(bucket, key, &upload_id, &parts)
-            .await?;
-        check_crc(complete.crc64, local_crc, || format!("object {key}"))?;
+            .await
+        {
+            Ok(c) => c,
+            // A Complete whose answer was lost and that a server without Kura's idempotent
+            // Complete refuses on retry: the object is there if its size and CRC say so.
+            Err(e) if e.code() == Some("NoSuchUpload") => match self.client.head_object(bucket, key).await {
+                Ok(h) if h.size == size && h.crc64 == Some(local_crc) => crate::client::WriteResult {
+                    etag: h.etag,
+                    crc64: h.crc64,
+                },
+                _ => return Err(e),
+            },
+            Err(e) => {
+                if cp_path.is_none() {
+                    let _ = self.client.abort_multipart_upload(bucket, key, &upload_id).await;
+                }
+                return Err(e);
+            }
+        };
         if let Some(p) = &cp_path {
             let _ = std::fs::remove_file(p);
+        }
+        if let Err(e) = check_crc(complete.crc64, local_crc, || format!("object {key}")) {
+            // The object the server made is not the file: do not leave it looking good.
+            let _ = self.client.delete_object(bucket, key).await;
+            return Err(e);
         }
         Ok(TransferReport {
             bucket: bucket.into(),
@@ -476,6 +541,43 @@ impl Uploader {
     }
 }
 
+/// One range of an object, whole: a connection that drops mid-body is retried like a failed
+/// request, and more or fewer bytes than asked for is an error.
+async fn fetch_range(client: &Client, bucket: &str, key: &str, offset: u64, len: u64, etag: &str) -> Result<Vec<u8>> {
+    let mut attempt = 0u32;
+    loop {
+        let result = async {
+            let mut r = client
+                .get_object(bucket, key, Some((offset, offset + len)), Some(etag))
+                .await?;
+            let mut buf = Vec::with_capacity(len as usize);
+            while let Some(chunk) = r.chunk().await? {
+                if (buf.len() + chunk.len()) as u64 > len {
+                    return Err(Error::Integrity(format!(
+                        "the server sent more than the {len} bytes asked for"
+                    )));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            if buf.len() as u64 != len {
+                return Err(Error::Integrity(format!(
+                    "expected {len} bytes, received {}",
+                    buf.len()
+                )));
+            }
+            Ok(buf)
+        }
+        .await;
+        match result {
+            Err(e) if attempt < client.config().max_retries && e.is_retryable() => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200 << attempt.min(6))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Downloads objects into local files with parallel ranged GETs, verified by CRC-64.
 pub struct Downloader {
     client: Client,
@@ -504,8 +606,10 @@ impl Downloader {
         let head = self.client.head_object(bucket, key).await?;
         let size = head.size;
         let part_size = self.opts.part_size.unwrap_or_else(|| choose_part_size(size));
+        check_part_size(part_size)?;
         let parts_total = size.div_ceil(part_size) as usize;
         let jobs = self.opts.jobs.unwrap_or_else(|| choose_jobs(size, part_size)).max(1);
+        let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let tmp = {
             let mut s = dest.as_os_str().to_owned();
             s.push(".kura-download");
@@ -531,7 +635,12 @@ impl Downloader {
                 .acquire_owned()
                 .await
                 .map_err(|e| Error::Invalid(e.to_string()))?;
+            // Start no more ranges once one has failed.
+            if failed.load(Ordering::Relaxed) {
+                break;
+            }
             let (client, file, tracker, etag) = (self.client.clone(), file.clone(), tracker.clone(), head.etag.clone());
+            let failed = failed.clone();
             let (bucket, key) = (bucket.to_string(), key.to_string());
             let offset = i as u64 * part_size;
             let len = part_size.min(size - offset);
@@ -539,19 +648,7 @@ impl Downloader {
                 let _permit = permit;
                 let number = i as u32 + 1;
                 let part = async {
-                    let mut r = client
-                        .get_object(&bucket, &key, Some((offset, offset + len)), Some(&etag))
-                        .await?;
-                    let mut buf = Vec::with_capacity(len as usize);
-                    while let Some(chunk) = r.chunk().await? {
-                        buf.extend_from_slice(&chunk);
-                    }
-                    if buf.len() as u64 != len {
-                        return Err(Error::Integrity(format!(
-                            "expected {len} bytes, received {}",
-                            buf.len()
-                        )));
-                    }
+                    let buf = fetch_range(&client, &bucket, &key, offset, len, &etag).await?;
                     let crc = crc64::checksum(&buf);
                     tokio::task::spawn_blocking(move || file.write_all_at(&buf, offset))
                         .await
@@ -560,13 +657,14 @@ impl Downloader {
                     tracker.add(len, 1);
                     Ok::<_, Error>(crc)
                 };
-                (
-                    i,
-                    part.await.map_err(|e| Error::Part {
-                        number,
-                        source: Box::new(e),
-                    }),
-                )
+                let result = part.await.map_err(|e| Error::Part {
+                    number,
+                    source: Box::new(e),
+                });
+                if result.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                (i, result)
             });
         }
         let mut crcs = vec![0u64; parts_total];

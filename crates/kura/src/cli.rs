@@ -24,6 +24,10 @@ pub struct Global {
     /// Print machine-readable JSON on stdout (errors too), and no progress bar.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Address buckets in the path (`http://host/bucket/key`) even for a host name endpoint
+    /// (IP addresses and localhost always are).
+    #[arg(long, env = "OSS_PATH_STYLE", global = true)]
+    pub path_style: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -72,6 +76,7 @@ pub mod exit {
     pub const NETWORK: i32 = 6;
     pub const LOCAL_IO: i32 = 7;
     pub const CONFLICT: i32 = 8;
+    pub const SERVER: i32 = 9;
 }
 
 fn exit_code(e: &Error) -> i32 {
@@ -80,8 +85,10 @@ fn exit_code(e: &Error) -> i32 {
             "NoSuchBucket" | "NoSuchKey" | "NoSuchUpload" | "NotFound" => exit::NOT_FOUND,
             "AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "RequestTimeTooSkewed" => exit::ACCESS,
             "BucketNotEmpty" | "BucketAlreadyExists" | "FileAlreadyExists" => exit::CONFLICT,
+            _ if s.status >= 500 || s.status == 429 => exit::SERVER,
             _ => exit::OTHER,
         },
+        Error::Invalid(m) if m.contains("OSS_ACCESS_KEY_ID") => exit::ACCESS,
         Error::Integrity(_) => exit::INTEGRITY,
         Error::Transport(_) => exit::NETWORK,
         Error::Io { .. } => exit::LOCAL_IO,
@@ -98,8 +105,9 @@ fn parse_size(s: &str) -> Result<u64, String> {
         _ => (s, 1),
     };
     num.parse::<u64>()
-        .map(|n| n * mult)
-        .map_err(|_| format!("not a size: {s}"))
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("not a size: {s}"))
 }
 
 /// `oss://bucket/key` -> (bucket, key); key may be empty.
@@ -116,6 +124,9 @@ fn parse_oss(url: &str) -> Result<(String, String), Error> {
 
 fn client(g: &Global) -> Result<Client, Error> {
     let mut cfg = Config::from_env(&g.endpoint, &g.region)?;
+    if g.path_style {
+        cfg.addressing = kura_client::Addressing::PathStyle;
+    }
     cfg.signature = match g.signature {
         Sig::V1 => SignatureVersion::V1,
         Sig::V4 => SignatureVersion::V4,

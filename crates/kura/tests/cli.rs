@@ -327,3 +327,102 @@ fn mpu_commands() {
         serde_json::json!([])
     );
 }
+
+#[test]
+fn a_file_changing_during_upload_fails_and_leaves_nothing() {
+    let s = start();
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(&s, &["mb", "oss://moving"]).status.success());
+    let src = dir.path().join("grows");
+    write_random(&src, 32 * 1024 * 1024, 3);
+    let mut child = kura(
+        &s,
+        &[
+            "--json",
+            "cp",
+            src.to_str().unwrap(),
+            "oss://moving/f",
+            "--part-size",
+            "128K",
+            "--jobs",
+            "1",
+            "--no-resume",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = client(&s);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "the upload never got going");
+        let uploads = rt.block_on(c.list_all_uploads("moving", "")).unwrap();
+        if let Some(u) = uploads.first() {
+            if rt
+                .block_on(c.list_all_parts("moving", "f", &u.upload_id))
+                .unwrap()
+                .len()
+                >= 3
+            {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Someone appends to the file mid-upload.
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&src)
+        .unwrap()
+        .write_all(b"more")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(json(&out)["error"]["message"].as_str().unwrap().contains("changed"));
+    assert!(rt.block_on(c.head_object("moving", "f")).is_err(), "no torn object");
+    assert!(
+        rt.block_on(c.list_all_uploads("moving", "")).unwrap().is_empty(),
+        "the upload was aborted"
+    );
+}
+
+#[test]
+fn odd_keys_and_bad_arguments() {
+    let s = start();
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(&s, &["mb", "oss://odd"]).status.success());
+    let src = dir.path().join("f");
+    let data = write_random(&src, 1000, 11);
+    for key in ["a/b..c/.d", "sp ace+plus%20", "ключ/файл"] {
+        let url = format!("oss://odd/{key}");
+        let up = run(&s, &["cp", src.to_str().unwrap(), &url]);
+        assert!(up.status.success(), "{key}: {}", String::from_utf8_lossy(&up.stderr));
+        let back = dir.path().join("back");
+        assert!(run(&s, &["cp", &url, back.to_str().unwrap()]).status.success(), "{key}");
+        assert_eq!(std::fs::read(&back).unwrap(), data, "{key}");
+    }
+    let listed = json(&run(&s, &["--json", "ls", "oss://odd/"]));
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["key"].as_str().or(e["prefix"].as_str()))
+        .collect();
+    assert!(
+        names.contains(&"sp ace+plus%20") && names.contains(&"ключ/") && names.contains(&"a/"),
+        "{names:?}"
+    );
+    // Keys a URL parser would rewrite are refused, not sent to another key.
+    let out = run(&s, &["cp", src.to_str().unwrap(), "oss://odd/a/../b"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("path segment"));
+    // Part size 0 is refused, not a crash; a directory is not a file to upload.
+    let out = run(&s, &["cp", src.to_str().unwrap(), "oss://odd/z", "--part-size", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&s, &["cp", dir.path().to_str().unwrap(), "oss://odd/z"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
+}
