@@ -335,7 +335,7 @@ fn a_file_changing_during_upload_fails_and_leaves_nothing() {
     assert!(run(&s, &["mb", "oss://moving"]).status.success());
     let src = dir.path().join("grows");
     write_random(&src, 32 * 1024 * 1024, 3);
-    let mut child = kura(
+    let child = kura(
         &s,
         &[
             "--json",
