@@ -23,18 +23,18 @@ pub struct State {
     pub domain: Option<String>,
 }
 
-fn owner() -> Owner {
+pub(crate) fn owner() -> Owner {
     Owner {
         id: "kura".into(),
         display_name: "kura".into(),
     }
 }
 
-fn deny() -> Error {
+pub(crate) fn deny() -> Error {
     Error::new(Code::AccessDenied)
 }
 
-fn require_root(p: &Principal) -> Result<()> {
+pub(crate) fn require_root(p: &Principal) -> Result<()> {
     match p {
         Principal::Root => Ok(()),
         Principal::Anonymous => Err(deny()),
@@ -42,22 +42,22 @@ fn require_root(p: &Principal) -> Result<()> {
 }
 
 /// `encoding-type=url` asks for keys and prefixes URL-encoded in listings.
-fn url_encoding(ctx: &Ctx) -> bool {
+pub(crate) fn url_encoding(ctx: &Ctx) -> bool {
     ctx.query("encoding-type") == Some("url")
 }
 
 /// Control characters cannot travel in XML 1.0 (not even as character references), yet OSS
 /// keys may hold them. A response that must carry such a key is URL-encoded and says so with
 /// `<EncodingType>url</EncodingType>`, which the SDKs honour, instead of being unparseable.
-fn xml_unsafe(s: &str) -> bool {
+pub(crate) fn xml_unsafe(s: &str) -> bool {
     s.chars().any(|c| (c as u32) < 0x20 || c == '\u{7f}')
 }
 
-fn url_encoding_for<'a>(ctx: &Ctx, mut names: impl Iterator<Item = &'a str>) -> bool {
+pub(crate) fn url_encoding_for<'a>(ctx: &Ctx, mut names: impl Iterator<Item = &'a str>) -> bool {
     url_encoding(ctx) || names.any(xml_unsafe)
 }
 
-fn enc(s: &str, url: bool) -> String {
+pub(crate) fn enc(s: &str, url: bool) -> String {
     if url {
         encode_component(s)
     } else {
@@ -65,7 +65,7 @@ fn enc(s: &str, url: bool) -> String {
     }
 }
 
-fn parse_max(ctx: &Ctx, name: &str, default: usize) -> Result<usize> {
+pub(crate) fn parse_max(ctx: &Ctx, name: &str, default: usize) -> Result<usize> {
     match ctx.query(name) {
         None => Ok(default),
         Some(v) => match v.parse::<i64>() {
@@ -89,7 +89,7 @@ fn header_acl(ctx: &Ctx, name: &str) -> Result<Option<ObjectAcl>> {
     }
 }
 
-fn content_md5(ctx: &Ctx) -> Result<Option<[u8; 16]>> {
+pub(crate) fn content_md5(ctx: &Ctx) -> Result<Option<[u8; 16]>> {
     match ctx.header("content-md5") {
         None => Ok(None),
         Some(v) => base64::engine::general_purpose::STANDARD
@@ -101,7 +101,7 @@ fn content_md5(ctx: &Ctx) -> Result<Option<[u8; 16]>> {
     }
 }
 
-fn check_xml_md5(ctx: &Ctx, body: &[u8]) -> Result<()> {
+pub(crate) fn check_xml_md5(ctx: &Ctx, body: &[u8]) -> Result<()> {
     use md5::{Digest, Md5};
     if let Some(expected) = content_md5(ctx)? {
         let got: [u8; 16] = Md5::digest(body).into();
@@ -112,7 +112,7 @@ fn check_xml_md5(ctx: &Ctx, body: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn is_true(v: Option<&str>) -> bool {
+pub(crate) fn is_true(v: Option<&str>) -> bool {
     v.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
@@ -646,11 +646,14 @@ async fn delete_objects(st: &State, ctx: &Ctx, bucket: &str, mut body: HyperBody
 
 /// Evaluates If-Match / If-None-Match / If-(Un)Modified-Since against an object. The
 /// `prefix` is "" for GET and "x-oss-copy-source-" for copy sources.
-fn check_conditions(ctx: &Ctx, rec: &ObjectRecord, prefix: &str, not_modified_is_error: bool) -> Result<()> {
+pub(crate) fn check_conditions(ctx: &Ctx, rec: &ObjectRecord, prefix: &str, not_modified_is_error: bool) -> Result<()> {
     let h = |n: &str| ctx.header(&format!("{prefix}{n}"));
+    let s3_etag = rec.s3_etag.as_deref().map(str::to_ascii_uppercase);
     let matches = |list: &str| {
-        list.split(',')
-            .any(|e| e.trim() == "*" || etag::normalize(e) == rec.etag)
+        list.split(',').any(|e| {
+            let e = etag::normalize(e);
+            e == "*" || e == rec.etag || Some(&e) == s3_etag.as_ref()
+        })
     };
     let modified = rec.last_modified_ms / 1000;
     if let Some(v) = h("if-match") {
@@ -682,7 +685,7 @@ fn check_conditions(ctx: &Ctx, rec: &ObjectRecord, prefix: &str, not_modified_is
 /// `bytes=a-b` / `bytes=a-` / `bytes=-n`, first range only. OSS ignores an unsatisfiable
 /// range (200, whole object) unless `x-oss-range-behavior: standard` asks for 416 and for
 /// ends past the size to be truncated.
-fn parse_range(value: &str, size: u64, standard: bool) -> Result<Option<(u64, u64)>> {
+pub(crate) fn parse_range(value: &str, size: u64, standard: bool) -> Result<Option<(u64, u64)>> {
     let Some(spec) = value.trim().strip_prefix("bytes=") else {
         return Ok(None);
     };

@@ -39,21 +39,44 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<render:
         .and_then(|h| h.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let mut resp = match request::parse(&parts, state.domain.as_deref()) {
-        Ok(ctx) => match handlers::route(&state, &ctx, request::HyperBody(body), &host).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!(code = e.code.as_str(), method = %parts.method, uri = %parts.uri, "request failed");
-                render::error(&e, &request_id, Some(&ctx), &host, is_head)
+    let ctx = request::parse(&parts, state.domain.as_deref());
+    // The dialect is chosen per request: an AWS signature or x-amz-* headers mean S3.
+    let s3 = ctx.as_ref().is_ok_and(s3::auth::is_s3);
+    let body = request::HyperBody(body);
+    let mut resp = match ctx {
+        Ok(ctx) => {
+            let result = if s3 {
+                s3::handlers::route(&state, &ctx, body, &host).await
+            } else {
+                handlers::route(&state, &ctx, body, &host).await
+            };
+            match result {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(code = e.code.as_str(), method = %parts.method, uri = %parts.uri, s3, "request failed");
+                    if s3 {
+                        s3::handlers::error(&e, &request_id, Some(&ctx), is_head)
+                    } else {
+                        render::error(&e, &request_id, Some(&ctx), &host, is_head)
+                    }
+                }
             }
-        },
+        }
         Err(e) => render::error(&e, &request_id, None, &host, is_head),
     };
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        h.insert("x-oss-request-id", v);
+        if s3 {
+            h.insert("x-amz-request-id", v.clone());
+            h.insert("x-amz-id-2", v);
+        } else {
+            h.insert("x-oss-request-id", v);
+        }
     }
-    h.insert("server", HeaderValue::from_static("AliyunOSS"));
+    h.insert(
+        "server",
+        HeaderValue::from_static(if s3 { "Kura" } else { "AliyunOSS" }),
+    );
     Ok(resp)
 }
 

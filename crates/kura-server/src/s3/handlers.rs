@@ -1,0 +1,1207 @@
+//! The S3 operations: routing, headers to typed core calls, and S3's responses.
+
+use kura_core::model::{Acl, BucketRecord, ObjectAcl, ObjectHeaders, ObjectRecord, PartSelection};
+use kura_core::service::{check_bucket_name, check_key, check_part_number, MAX_LIST};
+use kura_core::{BodyChecks, BodySource, Code, Error, Result, WriteCondition, WriteOptions};
+use kura_proto::checksum::{self, Algorithm};
+use kura_proto::encode::{decode_path, encode_component};
+use kura_proto::s3xml::{self as x, NS};
+use kura_proto::timefmt::{http_date, iso8601};
+use kura_proto::xml::{from_xml, CompleteMultipartUpload, Delete};
+
+use super::auth::{self, Payload};
+use super::chunked::AwsChunked;
+use crate::auth::Principal;
+use crate::handlers::{check_conditions, content_md5, is_true, parse_max, parse_range, require_root, State};
+use crate::render::{self, set, set_dynamic, Resp};
+use crate::request::{read_small, Ctx, HyperBody, MAX_XML_BODY};
+
+/// S3 sub-resources this server does not implement: refused before anything changes.
+const UNSUPPORTED: &[&str] = &[
+    "tagging",
+    "versioning",
+    "lifecycle",
+    "cors",
+    "policy",
+    "policyStatus",
+    "website",
+    "logging",
+    "notification",
+    "replication",
+    "encryption",
+    "object-lock",
+    "retention",
+    "legal-hold",
+    "accelerate",
+    "requestPayment",
+    "analytics",
+    "metrics",
+    "inventory",
+    "intelligent-tiering",
+    "ownershipControls",
+    "publicAccessBlock",
+    "restore",
+    "select",
+    "torrent",
+    "append",
+];
+
+fn owner() -> x::Owner {
+    x::Owner {
+        id: "kura".into(),
+        display_name: "kura".into(),
+    }
+}
+
+/// The request body, plain or aws-chunked.
+enum S3Body {
+    Plain(HyperBody),
+    Chunked(Box<AwsChunked<HyperBody>>),
+}
+
+impl BodySource for S3Body {
+    async fn next_chunk(&mut self) -> Option<Result<bytes::Bytes>> {
+        match self {
+            S3Body::Plain(b) => b.next_chunk().await,
+            S3Body::Chunked(b) => b.next_chunk().await,
+        }
+    }
+    fn trailing_checksums(&self) -> Vec<(Algorithm, Vec<u8>)> {
+        match self {
+            S3Body::Plain(_) => Vec::new(),
+            S3Body::Chunked(b) => b.trailing_checksums(),
+        }
+    }
+}
+
+fn xml<T: serde::Serialize>(root: &str, value: &T) -> Resp {
+    let mut r = render::empty(200);
+    *r.body_mut() = render::RespBody::Full(Some(bytes::Bytes::from(x::to_xml_root(root, value))));
+    set(&mut r, "content-type", "application/xml");
+    r
+}
+
+/// S3's ETag: the multipart form, or the lowercase MD5, quoted.
+fn s3_etag(rec: &ObjectRecord) -> String {
+    format!(
+        "\"{}\"",
+        rec.s3_etag.clone().unwrap_or_else(|| rec.etag.to_ascii_lowercase())
+    )
+}
+
+fn s3_part_etag(etag: &str) -> String {
+    format!("\"{}\"", etag.to_ascii_lowercase())
+}
+
+fn storage_class(c: &str) -> String {
+    if c.eq_ignore_ascii_case("standard") {
+        "STANDARD".into()
+    } else {
+        c.to_string()
+    }
+}
+
+fn canned_acl(ctx: &Ctx) -> Result<Option<Acl>> {
+    match ctx.header("x-amz-acl") {
+        None => Ok(None),
+        Some(v) => Acl::parse(v.trim()).map(Some).ok_or_else(|| {
+            Error::msg(
+                Code::NotImplemented,
+                format!("The canned ACL {v} is not supported; use private, public-read or public-read-write."),
+            )
+        }),
+    }
+}
+
+fn object_headers(ctx: &Ctx) -> ObjectHeaders {
+    let opt = |n: &str| ctx.header(n).map(|s| s.to_string());
+    let mut user_meta: Vec<(String, String)> = ctx
+        .headers
+        .iter()
+        .filter_map(|(n, v)| n.strip_prefix("x-amz-meta-").map(|m| (m.to_string(), v.clone())))
+        .collect();
+    user_meta.sort();
+    ObjectHeaders {
+        content_type: ctx
+            .header("content-type")
+            .filter(|v| !v.is_empty())
+            .unwrap_or("binary/octet-stream")
+            .to_string(),
+        cache_control: opt("cache-control"),
+        content_disposition: opt("content-disposition"),
+        // aws-chunked is transport framing, not the object's encoding.
+        content_encoding: opt("content-encoding")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|e| *e != "aws-chunked")
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .filter(|v| !v.is_empty()),
+        content_language: opt("content-language"),
+        expires: opt("expires"),
+        user_meta,
+    }
+}
+
+/// The checks S3 asks of a body: signed payload hash, checksum headers and trailers.
+fn body_checks(ctx: &Ctx, payload: &Payload) -> Result<BodyChecks> {
+    let mut checks = BodyChecks {
+        content_md5: content_md5(ctx)?,
+        ..Default::default()
+    };
+    if let Payload::Sha256(h) = payload {
+        checks.payload_sha256 = Some(h.clone());
+    }
+    for (name, value) in &ctx.headers {
+        if let Some(a) = Algorithm::from_header(name) {
+            let raw = checksum::from_base64(a, value)
+                .ok_or_else(|| Error::msg(Code::InvalidRequest, format!("Value for {name} header is invalid.")))?;
+            checks.expected.push((a, raw));
+        }
+    }
+    if let Some(t) = ctx.header("x-amz-trailer") {
+        for name in t.split(',').map(str::trim) {
+            let a = Algorithm::from_header(name)
+                .ok_or_else(|| Error::msg(Code::InvalidRequest, format!("The trailer {name} is not supported.")))?;
+            checks.trailing.push(a);
+        }
+    }
+    let declared = ctx
+        .header("x-amz-sdk-checksum-algorithm")
+        .or(ctx.header("x-amz-checksum-algorithm"));
+    checks.store = match declared {
+        Some(n) => Some(Algorithm::parse(n).ok_or_else(|| {
+            Error::msg(
+                Code::InvalidRequest,
+                format!("Checksum algorithm {n} is not supported."),
+            )
+        })?),
+        None => checks
+            .expected
+            .first()
+            .map(|(a, _)| *a)
+            .or(checks.trailing.first().copied()),
+    };
+    Ok(checks)
+}
+
+fn condition(ctx: &Ctx) -> Result<WriteCondition> {
+    let forbid = match ctx.header("if-none-match") {
+        None => false,
+        Some(v) if v.trim() == "*" => true,
+        Some(_) => {
+            return Err(Error::msg(
+                Code::NotImplemented,
+                "If-None-Match on writes supports only *.",
+            ))
+        }
+    };
+    Ok(WriteCondition {
+        forbid_overwrite: forbid,
+        if_match: ctx.header("if-match").map(str::to_string),
+    })
+}
+
+fn checksum_headers(r: &mut Resp, rec: &ObjectRecord) {
+    if let Some(c) = &rec.checksum {
+        set(r, c.algorithm.header(), c.rendered());
+        set(
+            r,
+            "x-amz-checksum-type",
+            if c.full_object { "FULL_OBJECT" } else { "COMPOSITE" },
+        );
+    }
+}
+
+pub async fn route(st: &State, ctx: &Ctx, body: HyperBody, host: &str) -> Result<Resp> {
+    let (p, payload) = auth::authenticate(ctx, &st.creds)?;
+    for (name, value) in &ctx.query {
+        if UNSUPPORTED.contains(&name.as_str()) || (name == "versionId" && value != "null") {
+            return Err(Error::msg(
+                Code::NotImplemented,
+                format!("The {name} sub-resource is not supported by this server."),
+            ));
+        }
+    }
+    let body = match &payload {
+        Payload::Chunked { signing, .. } => {
+            let decoded = ctx
+                .header("x-amz-decoded-content-length")
+                .and_then(|v| v.trim().parse().ok());
+            S3Body::Chunked(Box::new(AwsChunked::new(body, signing.clone(), decoded)))
+        }
+        _ => S3Body::Plain(body),
+    };
+    let m = ctx.method.as_str();
+    let Some(bucket) = ctx.bucket.as_deref() else {
+        return match m {
+            "GET" => {
+                require_root(&p)?;
+                list_buckets(st).await
+            }
+            _ => Err(Error::new(Code::MethodNotAllowed)),
+        };
+    };
+    match ctx.key.as_deref() {
+        None => bucket_op(st, ctx, &p, bucket, body).await,
+        Some(key) => {
+            check_key(key)?;
+            object_op(st, ctx, &p, &payload, bucket, key, body, host).await
+        }
+    }
+}
+
+async fn list_buckets(st: &State) -> Result<Resp> {
+    let mut all = st.kura.list_buckets().await?;
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(xml(
+        "ListAllMyBucketsResult",
+        &x::ListAllMyBucketsResult {
+            xmlns: NS,
+            owner: owner(),
+            buckets: x::Buckets {
+                buckets: all
+                    .iter()
+                    .map(|b| x::BucketEntry {
+                        name: b.name.clone(),
+                        creation_date: iso8601(b.created_ms),
+                    })
+                    .collect(),
+            },
+        },
+    ))
+}
+
+fn acl_policy(acl: Acl) -> x::AccessControlPolicy {
+    let xsi = "http://www.w3.org/2001/XMLSchema-instance";
+    let mut grants = vec![x::Grant {
+        grantee: x::Grantee {
+            xmlns_xsi: xsi,
+            kind: "CanonicalUser",
+            id: Some("kura".into()),
+            display_name: Some("kura".into()),
+            uri: None,
+        },
+        permission: "FULL_CONTROL".into(),
+    }];
+    let all_users = |perm: &str| x::Grant {
+        grantee: x::Grantee {
+            xmlns_xsi: xsi,
+            kind: "Group",
+            id: None,
+            display_name: None,
+            uri: Some("http://acs.amazonaws.com/groups/global/AllUsers".into()),
+        },
+        permission: perm.into(),
+    };
+    match acl {
+        Acl::Private => {}
+        Acl::PublicRead => grants.push(all_users("READ")),
+        Acl::PublicReadWrite => {
+            grants.push(all_users("READ"));
+            grants.push(all_users("WRITE"));
+        }
+    }
+    x::AccessControlPolicy {
+        xmlns: NS,
+        owner: owner(),
+        access_control_list: x::AccessControlList { grants },
+    }
+}
+
+async fn bucket_op(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, mut body: S3Body) -> Result<Resp> {
+    let k = &st.kura;
+    match ctx.method.as_str() {
+        "PUT" => {
+            require_root(p)?;
+            let acl = canned_acl(ctx)?;
+            // The optional CreateBucketConfiguration (LocationConstraint) is read and not kept.
+            read_small(&mut body, MAX_XML_BODY).await?;
+            if ctx.has_query("acl") {
+                k.set_bucket_acl(bucket, acl.unwrap_or_default()).await?;
+                return Ok(render::empty(200));
+            }
+            check_bucket_name(bucket)?;
+            if k.bucket(bucket).await.is_ok() {
+                return Err(Error::new(Code::BucketAlreadyOwnedByYou).with_bucket(bucket));
+            }
+            k.create_bucket(bucket, acl).await?;
+            let mut r = render::empty(200);
+            set(&mut r, "location", format!("/{bucket}"));
+            Ok(r)
+        }
+        "HEAD" => {
+            let b = k.bucket(bucket).await?;
+            if *p == Principal::Anonymous && b.acl == Acl::Private {
+                return Err(Error::new(Code::AccessDenied));
+            }
+            let mut r = render::empty(200);
+            set(&mut r, "x-amz-bucket-region", &k.config().region);
+            Ok(r)
+        }
+        "DELETE" => {
+            require_root(p)?;
+            k.delete_bucket(bucket).await?;
+            Ok(render::empty(204))
+        }
+        "GET" => {
+            if ctx.has_query("location") {
+                require_root(p)?;
+                k.bucket(bucket).await?;
+                return Ok(xml(
+                    "LocationConstraint",
+                    &x::LocationConstraint {
+                        xmlns: NS,
+                        location: k.config().region.clone(),
+                    },
+                ));
+            }
+            if ctx.has_query("acl") {
+                require_root(p)?;
+                let b = k.bucket(bucket).await?;
+                return Ok(xml("AccessControlPolicy", &acl_policy(b.acl)));
+            }
+            if ctx.has_query("uploads") {
+                require_root(p)?;
+                return list_uploads(st, ctx, bucket).await;
+            }
+            let b = k.bucket(bucket).await?;
+            if *p == Principal::Anonymous && b.acl == Acl::Private {
+                return Err(Error::new(Code::AccessDenied));
+            }
+            if ctx.has_query("versions") {
+                return list_versions(st, ctx, &b).await;
+            }
+            list_objects(st, ctx, &b).await
+        }
+        "POST" if ctx.has_query("delete") => {
+            require_root(p)?;
+            delete_objects(st, ctx, bucket, body).await
+        }
+        _ => Err(Error::new(Code::MethodNotAllowed)),
+    }
+}
+
+fn url_enc(ctx: &Ctx) -> bool {
+    ctx.query("encoding-type") == Some("url")
+}
+
+fn enc(s: &str, url: bool) -> String {
+    if url {
+        encode_component(s)
+    } else {
+        s.to_string()
+    }
+}
+
+fn entry(key: &str, rec: &ObjectRecord, url: bool, with_owner: bool) -> x::ObjectEntry {
+    x::ObjectEntry {
+        key: enc(key, url),
+        last_modified: iso8601(rec.last_modified_ms),
+        etag: s3_etag(rec),
+        size: rec.size,
+        storage_class: storage_class(&rec.storage_class),
+        owner: with_owner.then(owner),
+        checksum_algorithm: rec.checksum.as_ref().map(|c| c.algorithm.name().to_string()),
+    }
+}
+
+async fn list_objects(st: &State, ctx: &Ctx, b: &BucketRecord) -> Result<Resp> {
+    let url = url_enc(ctx);
+    let prefix = ctx.query("prefix").unwrap_or("");
+    let delimiter = ctx.query("delimiter").unwrap_or("");
+    let max = parse_max(ctx, "max-keys", MAX_LIST)?;
+    let v2 = ctx.query("list-type") == Some("2");
+    let token = ctx.query("continuation-token");
+    let after = match (v2, token) {
+        (true, Some(t)) => hex::decode(t)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| {
+                Error::invalid_argument("The continuation token provided is incorrect", "continuation-token", t)
+            })?,
+        (true, None) => ctx.query("start-after").unwrap_or("").to_string(),
+        (false, _) => ctx.query("marker").unwrap_or("").to_string(),
+    };
+    let l = st.kura.list_objects(&b.name, prefix, delimiter, &after, max).await?;
+    let with_owner = !v2 || is_true(ctx.query("fetch-owner"));
+    let contents: Vec<x::ObjectEntry> = l.objects.iter().map(|(k, r)| entry(k, r, url, with_owner)).collect();
+    let common_prefixes: Vec<x::CommonPrefix> = l
+        .common_prefixes
+        .iter()
+        .map(|p| x::CommonPrefix { prefix: enc(p, url) })
+        .collect();
+    let key_count = (contents.len() + common_prefixes.len()) as u32;
+    let next = l.next_marker.clone();
+    Ok(xml(
+        "ListBucketResult",
+        &x::ListBucketResult {
+            xmlns: NS,
+            name: b.name.clone(),
+            prefix: enc(prefix, url),
+            marker: (!v2).then(|| enc(&after, url)),
+            next_marker: if v2 || delimiter.is_empty() {
+                None
+            } else {
+                next.as_deref().map(|m| enc(m, url))
+            },
+            continuation_token: if v2 { token.map(str::to_string) } else { None },
+            next_continuation_token: if v2 {
+                next.as_deref().map(|m| hex::encode(m.as_bytes()))
+            } else {
+                None
+            },
+            start_after: if v2 {
+                ctx.query("start-after").map(|s| enc(s, url))
+            } else {
+                None
+            },
+            key_count: v2.then_some(key_count),
+            max_keys: max as u32,
+            delimiter: (!delimiter.is_empty()).then(|| enc(delimiter, url)),
+            encoding_type: url.then(|| "url".into()),
+            is_truncated: l.truncated,
+            contents,
+            common_prefixes,
+        },
+    ))
+}
+
+/// ListObjectVersions of an unversioned bucket: every object is its one `null` version.
+async fn list_versions(st: &State, ctx: &Ctx, b: &BucketRecord) -> Result<Resp> {
+    let url = url_enc(ctx);
+    let prefix = ctx.query("prefix").unwrap_or("");
+    let delimiter = ctx.query("delimiter").unwrap_or("");
+    let key_marker = ctx.query("key-marker").unwrap_or("");
+    let max = parse_max(ctx, "max-keys", MAX_LIST)?;
+    let l = st
+        .kura
+        .list_objects(&b.name, prefix, delimiter, key_marker, max)
+        .await?;
+    Ok(xml(
+        "ListVersionsResult",
+        &x::ListVersionsResult {
+            xmlns: NS,
+            name: b.name.clone(),
+            prefix: enc(prefix, url),
+            key_marker: enc(key_marker, url),
+            version_id_marker: ctx.query("version-id-marker").unwrap_or("").to_string(),
+            next_key_marker: l.next_marker.as_deref().map(|m| enc(m, url)),
+            next_version_id_marker: l.next_marker.as_ref().map(|_| "null".to_string()),
+            max_keys: max as u32,
+            delimiter: (!delimiter.is_empty()).then(|| enc(delimiter, url)),
+            encoding_type: url.then(|| "url".into()),
+            is_truncated: l.truncated,
+            versions: l
+                .objects
+                .iter()
+                .map(|(k, r)| x::VersionEntry {
+                    key: enc(k, url),
+                    version_id: "null".into(),
+                    is_latest: true,
+                    last_modified: iso8601(r.last_modified_ms),
+                    etag: s3_etag(r),
+                    size: r.size,
+                    storage_class: storage_class(&r.storage_class),
+                    owner: owner(),
+                })
+                .collect(),
+            common_prefixes: l
+                .common_prefixes
+                .iter()
+                .map(|p| x::CommonPrefix { prefix: enc(p, url) })
+                .collect(),
+        },
+    ))
+}
+
+async fn delete_objects(st: &State, ctx: &Ctx, bucket: &str, mut body: S3Body) -> Result<Resp> {
+    let raw = read_small(&mut body, MAX_XML_BODY).await?;
+    crate::handlers::check_xml_md5(ctx, &raw).map_err(s3_digest)?;
+    for (name, value) in &ctx.headers {
+        if let Some(a) = Algorithm::from_header(name) {
+            if checksum::from_base64(a, value).as_deref() != Some(checksum::digest(a, &raw).as_slice()) {
+                return Err(Error::new(Code::BadDigest));
+            }
+        }
+    }
+    let text = std::str::from_utf8(&raw).map_err(|_| Error::new(Code::MalformedXML))?;
+    let req: Delete = from_xml(text).map_err(|_| Error::new(Code::MalformedXML))?;
+    if req.objects.is_empty() || req.objects.len() > 1000 {
+        return Err(Error::msg(
+            Code::MalformedXML,
+            "A Delete request lists 1 to 1000 objects.",
+        ));
+    }
+    st.kura.bucket(bucket).await?;
+    let quiet = is_true(req.quiet.as_deref());
+    let (mut deleted, mut errors) = (Vec::new(), Vec::new());
+    for o in &req.objects {
+        let result = match check_key(&o.key) {
+            Ok(()) => st.kura.delete_object(bucket, &o.key).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) if !quiet => deleted.push(x::DeletedEntry { key: o.key.clone() }),
+            Ok(()) => {}
+            Err(e) => errors.push(x::DeleteErrorEntry {
+                key: o.key.clone(),
+                code: e.code.as_str().into(),
+                message: e.message,
+            }),
+        }
+    }
+    Ok(xml(
+        "DeleteResult",
+        &x::DeleteResult {
+            xmlns: NS,
+            deleted,
+            errors,
+        },
+    ))
+}
+
+/// Core reports a Content-MD5 mismatch as InvalidDigest; S3 calls it BadDigest.
+fn s3_digest(e: Error) -> Error {
+    if e.code == Code::InvalidDigest {
+        Error::msg(
+            Code::BadDigest,
+            "The Content-MD5 you specified did not match what we received.",
+        )
+    } else {
+        e
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn object_op(
+    st: &State,
+    ctx: &Ctx,
+    p: &Principal,
+    payload: &Payload,
+    bucket: &str,
+    key: &str,
+    mut body: S3Body,
+    host: &str,
+) -> Result<Resp> {
+    let k = &st.kura;
+    let write_ok = || async {
+        match p {
+            Principal::Root => Ok(()),
+            Principal::Anonymous => match k.bucket(bucket).await?.acl {
+                Acl::PublicReadWrite => Ok(()),
+                _ => Err(Error::new(Code::AccessDenied)),
+            },
+        }
+    };
+    match ctx.method.as_str() {
+        "GET" | "HEAD" => {
+            if ctx.has_query("acl") {
+                require_root(p)?;
+                let (b, rec) = k.head_object(bucket, key).await?;
+                return Ok(xml("AccessControlPolicy", &acl_policy(rec.acl.effective(b.acl))));
+            }
+            if let Some(upload_id) = ctx.query_raw("uploadId") {
+                require_root(p)?;
+                return list_parts(st, ctx, bucket, key, upload_id).await;
+            }
+            if ctx.has_query("attributes") {
+                require_root(p)?;
+                return attributes(st, ctx, bucket, key).await;
+            }
+            get_object(st, ctx, p, bucket, key).await
+        }
+        "PUT" => {
+            if ctx.has_query("acl") {
+                require_root(p)?;
+                read_small(&mut body, MAX_XML_BODY).await?;
+                let acl = canned_acl(ctx)?.map(ObjectAcl::Set).unwrap_or_default();
+                k.set_object_acl(bucket, key, acl).await?;
+                return Ok(render::empty(200));
+            }
+            if ctx.has_query("uploadId") || ctx.has_query("partNumber") {
+                write_ok().await?;
+                let part = check_part_number(ctx.query_raw("partNumber").unwrap_or(""))?;
+                let upload_id = ctx.query_raw("uploadId").unwrap_or("");
+                if ctx.header("x-amz-copy-source").is_some() {
+                    require_root(p)?;
+                    return upload_part_copy(st, ctx, bucket, key, upload_id, part).await;
+                }
+                let checks = body_checks(ctx, payload)?;
+                let rec = k
+                    .upload_part(bucket, key, upload_id, part, &mut body, checks)
+                    .await
+                    .map_err(s3_digest)?;
+                let mut r = render::empty(200);
+                set(&mut r, "etag", s3_part_etag(&rec.etag));
+                if let Some((a, v)) = &rec.checksum {
+                    set(&mut r, a.header(), v);
+                }
+                return Ok(r);
+            }
+            if ctx.header("x-amz-copy-source").is_some() {
+                require_root(p)?;
+                return copy_object(st, ctx, bucket, key).await;
+            }
+            write_ok().await?;
+            let opts = WriteOptions {
+                headers: object_headers(ctx),
+                acl: canned_acl(ctx)?.map(ObjectAcl::Set).unwrap_or_default(),
+                storage_class: ctx.header("x-amz-storage-class").unwrap_or("STANDARD").to_string(),
+                condition: condition(ctx)?,
+                checks: body_checks(ctx, payload)?,
+                multipart_checksum: None,
+            };
+            let rec = k.put_object(bucket, key, &mut body, opts).await.map_err(s3_digest)?;
+            let mut r = render::empty(200);
+            set(&mut r, "etag", s3_etag(&rec));
+            checksum_headers(&mut r, &rec);
+            Ok(r)
+        }
+        "POST" => {
+            if ctx.has_query("uploads") {
+                write_ok().await?;
+                let algorithm = match ctx.header("x-amz-checksum-algorithm") {
+                    None => None,
+                    Some(n) => Some(Algorithm::parse(n).ok_or_else(|| {
+                        Error::msg(
+                            Code::InvalidRequest,
+                            format!("Checksum algorithm {n} is not supported."),
+                        )
+                    })?),
+                };
+                let full_object = match ctx.header("x-amz-checksum-type") {
+                    Some(t) if t.eq_ignore_ascii_case("FULL_OBJECT") => true,
+                    Some(t) if t.eq_ignore_ascii_case("COMPOSITE") => false,
+                    Some(t) => {
+                        return Err(Error::msg(
+                            Code::InvalidRequest,
+                            format!("Checksum type {t} is not valid."),
+                        ))
+                    }
+                    // S3's default: COMPOSITE, except the CRC64NVME is always FULL_OBJECT.
+                    None => algorithm == Some(Algorithm::Crc64Nvme),
+                };
+                if full_object && algorithm.is_some_and(|a| !a.combinable()) {
+                    return Err(Error::msg(
+                        Code::InvalidRequest,
+                        "FULL_OBJECT checksums need a CRC algorithm.",
+                    ));
+                }
+                let opts = WriteOptions {
+                    headers: object_headers(ctx),
+                    acl: canned_acl(ctx)?.map(ObjectAcl::Set).unwrap_or_default(),
+                    storage_class: ctx.header("x-amz-storage-class").unwrap_or("STANDARD").to_string(),
+                    multipart_checksum: algorithm.map(|a| (a, full_object)),
+                    ..Default::default()
+                };
+                let id = k.initiate_upload(bucket, key, opts).await?;
+                let mut r = xml(
+                    "InitiateMultipartUploadResult",
+                    &x::InitiateMultipartUploadResult {
+                        xmlns: NS,
+                        bucket: bucket.into(),
+                        key: key.into(),
+                        upload_id: id,
+                    },
+                );
+                if let Some(a) = algorithm {
+                    set(&mut r, "x-amz-checksum-algorithm", a.name());
+                    set(
+                        &mut r,
+                        "x-amz-checksum-type",
+                        if full_object { "FULL_OBJECT" } else { "COMPOSITE" },
+                    );
+                }
+                return Ok(r);
+            }
+            if let Some(upload_id) = ctx.query_raw("uploadId") {
+                write_ok().await?;
+                return complete(st, ctx, bucket, key, upload_id, body, host).await;
+            }
+            Err(Error::new(Code::MethodNotAllowed))
+        }
+        "DELETE" => {
+            write_ok().await?;
+            if let Some(upload_id) = ctx.query_raw("uploadId") {
+                k.abort_upload(bucket, key, upload_id).await?;
+                return Ok(render::empty(204));
+            }
+            k.delete_object(bucket, key).await?;
+            Ok(render::empty(204))
+        }
+        _ => Err(Error::new(Code::MethodNotAllowed)),
+    }
+}
+
+/// The byte range of part `n` (1-based) of an object: its n-th extent.
+fn part_range(rec: &ObjectRecord, n: u32) -> Result<(u64, u64)> {
+    let mut offset = 0;
+    for (i, e) in rec.extents.iter().enumerate() {
+        if i as u32 + 1 == n {
+            return Ok((offset, offset + e.len));
+        }
+        offset += e.len;
+    }
+    if n == 1 && rec.extents.is_empty() {
+        return Ok((0, 0));
+    }
+    Err(Error::new(Code::InvalidRange))
+}
+
+async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &str) -> Result<Resp> {
+    let (b, rec) = st.kura.head_object(bucket, key).await?;
+    if *p == Principal::Anonymous && rec.acl.effective(b.acl) == Acl::Private {
+        return Err(Error::new(Code::AccessDenied));
+    }
+    check_conditions(ctx, &rec, "", false)?;
+    let part = match ctx.query("partNumber") {
+        Some(n) => Some(check_part_number(n)?),
+        None => None,
+    };
+    let range = match (part, ctx.header("range")) {
+        (Some(n), _) => Some(part_range(&rec, n)?),
+        (None, Some(v)) => parse_range(v, rec.size, true)?,
+        (None, None) => None,
+    };
+    let (start, end) = range.unwrap_or((0, rec.size));
+    let mut r = render::empty(200);
+    if ctx.method != "HEAD" {
+        *r.body_mut() = render::RespBody::Stream(st.kura.read_object(&rec, start, end));
+    }
+    if let Some((s, e)) = range {
+        if part.is_none() || rec.extents.len() > 1 {
+            *r.status_mut() = http::StatusCode::PARTIAL_CONTENT;
+            set(
+                &mut r,
+                "content-range",
+                format!("bytes {}-{}/{}", s, e.saturating_sub(1), rec.size),
+            );
+        }
+    }
+    if part.is_some() && rec.extents.len() > 1 {
+        set(&mut r, "x-amz-mp-parts-count", rec.extents.len().to_string());
+    }
+    set(&mut r, "content-length", (end - start).to_string());
+    set(&mut r, "accept-ranges", "bytes");
+    set(&mut r, "etag", s3_etag(&rec));
+    set(&mut r, "last-modified", http_date(rec.last_modified_ms));
+    if !rec.storage_class.eq_ignore_ascii_case("standard") {
+        set(&mut r, "x-amz-storage-class", storage_class(&rec.storage_class));
+    }
+    let hd = &rec.headers;
+    set(&mut r, "content-type", &hd.content_type);
+    for (name, value) in [
+        ("cache-control", &hd.cache_control),
+        ("content-disposition", &hd.content_disposition),
+        ("content-encoding", &hd.content_encoding),
+        ("content-language", &hd.content_language),
+        ("expires", &hd.expires),
+    ] {
+        if let Some(v) = value {
+            set(&mut r, name, v);
+        }
+    }
+    for (n, v) in &hd.user_meta {
+        set_dynamic(&mut r, &format!("x-amz-meta-{n}"), v);
+    }
+    // The object's checksum describes the whole object: only sent for a whole-object read.
+    if ctx
+        .header("x-amz-checksum-mode")
+        .is_some_and(|v| v.eq_ignore_ascii_case("ENABLED"))
+        && range.is_none()
+    {
+        checksum_headers(&mut r, &rec);
+    }
+    for (param, header) in [
+        ("response-content-type", "content-type"),
+        ("response-content-language", "content-language"),
+        ("response-expires", "expires"),
+        ("response-cache-control", "cache-control"),
+        ("response-content-disposition", "content-disposition"),
+        ("response-content-encoding", "content-encoding"),
+    ] {
+        if let Some(v) = ctx.query(param) {
+            set(&mut r, header, v);
+        }
+    }
+    Ok(r)
+}
+
+async fn attributes(st: &State, ctx: &Ctx, bucket: &str, key: &str) -> Result<Resp> {
+    let (_, rec) = st.kura.head_object(bucket, key).await?;
+    let wanted: Vec<String> = ctx
+        .header("x-amz-object-attributes")
+        .unwrap_or("")
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
+    let has = |n: &str| wanted.iter().any(|w| w == n);
+    let mut r = xml(
+        "GetObjectAttributesResponse",
+        &x::GetObjectAttributesResponse {
+            xmlns: NS,
+            etag: has("etag").then(|| s3_etag(&rec).trim_matches('"').to_string()),
+            checksum: if has("checksum") {
+                rec.checksum.as_ref().map(|c| x::AttributesChecksum {
+                    checksums: x::Checksums::one(c.algorithm, c.rendered()),
+                    checksum_type: if c.full_object {
+                        "FULL_OBJECT".into()
+                    } else {
+                        "COMPOSITE".into()
+                    },
+                })
+            } else {
+                None
+            },
+            object_parts: (has("objectparts") && rec.s3_etag.is_some()).then(|| x::ObjectParts {
+                total_parts_count: rec.extents.len() as u32,
+            }),
+            storage_class: has("storageclass").then(|| storage_class(&rec.storage_class)),
+            object_size: has("objectsize").then_some(rec.size),
+        },
+    );
+    set(&mut r, "last-modified", http_date(rec.last_modified_ms));
+    Ok(r)
+}
+
+/// `x-amz-copy-source: [/]bucket/key[?versionId=null]`, URL-encoded.
+fn copy_source(ctx: &Ctx) -> Result<(String, String)> {
+    let raw = ctx.header("x-amz-copy-source").unwrap_or("");
+    let bad = || Error::invalid_argument("Invalid copy source.", "x-amz-copy-source", raw);
+    let (path, query) = raw.split_once('?').unwrap_or((raw, ""));
+    if !query.is_empty() && query != "versionId=null" {
+        return Err(Error::msg(
+            Code::NotImplemented,
+            "Copying a specific version is not supported.",
+        ));
+    }
+    let path = decode_path(path.strip_prefix('/').unwrap_or(path)).ok_or_else(bad)?;
+    let (b, k) = path.split_once('/').ok_or_else(bad)?;
+    check_key(k)?;
+    Ok((b.to_string(), k.to_string()))
+}
+
+async fn copy_object(st: &State, ctx: &Ctx, bucket: &str, key: &str) -> Result<Resp> {
+    let (sb, sk) = copy_source(ctx)?;
+    let (_, src) = st.kura.head_object(&sb, &sk).await?;
+    check_conditions(ctx, &src, "x-amz-copy-source-", true)?;
+    let replace = ctx
+        .header("x-amz-metadata-directive")
+        .is_some_and(|v| v.eq_ignore_ascii_case("REPLACE"));
+    if !replace && sb == bucket && sk == key {
+        return Err(Error::msg(
+            Code::InvalidRequest,
+            "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+        ));
+    }
+    let acl = canned_acl(ctx)?.map(ObjectAcl::Set).unwrap_or_default();
+    let rec = st
+        .kura
+        .copy_object(
+            &src,
+            bucket,
+            key,
+            replace.then(|| object_headers(ctx)),
+            acl,
+            condition(ctx)?,
+        )
+        .await?;
+    Ok(xml(
+        "CopyObjectResult",
+        &x::CopyResult {
+            xmlns: NS,
+            last_modified: iso8601(rec.last_modified_ms),
+            etag: s3_etag(&rec),
+            checksums: x::Checksums::default(),
+        },
+    ))
+}
+
+async fn upload_part_copy(st: &State, ctx: &Ctx, bucket: &str, key: &str, upload_id: &str, part: u32) -> Result<Resp> {
+    let (sb, sk) = copy_source(ctx)?;
+    let (_, src) = st.kura.head_object(&sb, &sk).await?;
+    check_conditions(ctx, &src, "x-amz-copy-source-", true)?;
+    let (start, end) = match ctx.header("x-amz-copy-source-range") {
+        None => (0, src.size),
+        Some(v) => {
+            let bad = || {
+                Error::invalid_argument(
+                    "The x-amz-copy-source-range value must be of the form bytes=first-last.",
+                    "x-amz-copy-source-range",
+                    v,
+                )
+            };
+            let (a, b) = v
+                .trim()
+                .strip_prefix("bytes=")
+                .and_then(|s| s.split_once('-'))
+                .ok_or_else(bad)?;
+            let a: u64 = a.trim().parse().map_err(|_| bad())?;
+            let e: u64 = b
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .and_then(|e| e.checked_add(1))
+                .ok_or_else(bad)?;
+            if a >= e || e > src.size {
+                return Err(Error::new(Code::InvalidRange));
+            }
+            (a, e)
+        }
+    };
+    let rec = st
+        .kura
+        .upload_part_copy(bucket, key, upload_id, part, &src, start..end)
+        .await?;
+    Ok(xml(
+        "CopyPartResult",
+        &x::CopyResult {
+            xmlns: NS,
+            last_modified: iso8601(rec.last_modified_ms),
+            etag: s3_part_etag(&rec.etag),
+            checksums: x::Checksums::default(),
+        },
+    ))
+}
+
+async fn complete(
+    st: &State,
+    ctx: &Ctx,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    mut body: S3Body,
+    host: &str,
+) -> Result<Resp> {
+    let raw = read_small(&mut body, MAX_XML_BODY).await?;
+    let parsed = (|| {
+        let text = std::str::from_utf8(&raw).map_err(|_| Error::new(Code::MalformedXML))?;
+        let req: CompleteMultipartUpload = from_xml(text).map_err(|_| Error::new(Code::MalformedXML))?;
+        if req.parts.is_empty() || req.parts.len() > 10_000 {
+            return Err(Error::msg(
+                Code::MalformedXML,
+                "The XML you provided was not well-formed or did not validate against our published schema.",
+            ));
+        }
+        let mut parts = Vec::with_capacity(req.parts.len());
+        for p in &req.parts {
+            let n = check_part_number(p.part_number.trim()).map_err(|_| Error::new(Code::InvalidPartOrder))?;
+            parts.push((n, kura_proto::etag::normalize(&p.etag)));
+        }
+        Ok(PartSelection::Listed(parts))
+    })();
+    let selection = match parsed {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(st
+                .kura
+                .upload_or_completed(bucket, key, upload_id)
+                .await
+                .err()
+                .unwrap_or(e))
+        }
+    };
+    let done = st
+        .kura
+        .complete_upload(bucket, key, upload_id, selection, condition(ctx)?, None)
+        .await?;
+    let (_, rec) = st.kura.head_object(bucket, key).await?;
+    // A full-object checksum the client sent must be the object's.
+    for (name, value) in &ctx.headers {
+        if let Some(a) = Algorithm::from_header(name) {
+            if rec
+                .checksum
+                .as_ref()
+                .is_some_and(|c| c.algorithm == a && c.full_object && c.value != value.trim())
+            {
+                return Err(Error::new(Code::BadDigest));
+            }
+        }
+    }
+    let etag = rec.s3_etag.clone().unwrap_or_else(|| done.etag.to_ascii_lowercase());
+    let mut r = xml(
+        "CompleteMultipartUploadResult",
+        &x::CompleteMultipartUploadResult {
+            xmlns: NS,
+            location: format!(
+                "http://{}/{}/{}",
+                if host.is_empty() { "localhost" } else { host },
+                bucket,
+                kura_proto::encode::encode_path(key)
+            ),
+            bucket: bucket.into(),
+            key: key.into(),
+            etag: format!("\"{etag}\""),
+            checksums: rec
+                .checksum
+                .as_ref()
+                .map(|c| x::Checksums::one(c.algorithm, c.rendered()))
+                .unwrap_or_default(),
+            checksum_type: rec.checksum.as_ref().map(|c| {
+                if c.full_object {
+                    "FULL_OBJECT".into()
+                } else {
+                    "COMPOSITE".into()
+                }
+            }),
+        },
+    );
+    set(&mut r, "etag", format!("\"{etag}\""));
+    Ok(r)
+}
+
+async fn list_parts(st: &State, ctx: &Ctx, bucket: &str, key: &str, upload_id: &str) -> Result<Resp> {
+    let max = parse_max(ctx, "max-parts", MAX_LIST)?;
+    let marker = match ctx.query("part-number-marker") {
+        None => 0,
+        Some(v) => v
+            .parse::<u32>()
+            .map_err(|_| Error::invalid_argument("part-number-marker must be an integer.", "part-number-marker", v))?,
+    };
+    let l = st.kura.list_parts(bucket, key, upload_id, marker, max).await?;
+    let algorithm = l.upload.checksum.map(|(a, _)| a);
+    Ok(xml(
+        "ListPartsResult",
+        &x::ListPartsResult {
+            xmlns: NS,
+            bucket: bucket.into(),
+            key: key.into(),
+            upload_id: upload_id.into(),
+            part_number_marker: marker,
+            next_part_number_marker: l.next_marker,
+            max_parts: max as u32,
+            is_truncated: l.truncated,
+            parts: l
+                .parts
+                .iter()
+                .map(|(n, p)| x::PartEntry {
+                    part_number: *n,
+                    last_modified: iso8601(p.last_modified_ms),
+                    etag: s3_part_etag(&p.etag),
+                    size: p.size,
+                    checksums: p
+                        .checksum
+                        .as_ref()
+                        .map(|(a, v)| x::Checksums::one(*a, v.clone()))
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            initiator: owner(),
+            owner: owner(),
+            storage_class: storage_class(&l.upload.storage_class),
+            checksum_algorithm: algorithm.map(|a| a.name().to_string()),
+            checksum_type: l
+                .upload
+                .checksum
+                .map(|(_, full)| if full { "FULL_OBJECT".into() } else { "COMPOSITE".into() }),
+        },
+    ))
+}
+
+async fn list_uploads(st: &State, ctx: &Ctx, bucket: &str) -> Result<Resp> {
+    let url = url_enc(ctx);
+    let prefix = ctx.query("prefix").unwrap_or("");
+    let delimiter = ctx.query("delimiter").unwrap_or("");
+    let key_marker = ctx.query("key-marker").unwrap_or("");
+    let upload_id_marker = ctx.query("upload-id-marker").unwrap_or("");
+    let max = parse_max(ctx, "max-uploads", MAX_LIST)?;
+    let l = st
+        .kura
+        .list_uploads(bucket, prefix, delimiter, key_marker, upload_id_marker, max)
+        .await?;
+    Ok(xml(
+        "ListMultipartUploadsResult",
+        &x::ListMultipartUploadsResult {
+            xmlns: NS,
+            bucket: bucket.into(),
+            key_marker: enc(key_marker, url),
+            upload_id_marker: upload_id_marker.into(),
+            next_key_marker: enc(&l.next_key_marker, url),
+            next_upload_id_marker: l.next_upload_id_marker.clone(),
+            delimiter: (!delimiter.is_empty()).then(|| enc(delimiter, url)),
+            prefix: enc(prefix, url),
+            max_uploads: max as u32,
+            is_truncated: l.truncated,
+            encoding_type: url.then(|| "url".into()),
+            uploads: l
+                .uploads
+                .iter()
+                .map(|u| x::UploadEntry {
+                    key: enc(&u.key, url),
+                    upload_id: u.upload_id.clone(),
+                    initiator: owner(),
+                    owner: owner(),
+                    storage_class: storage_class(&u.storage_class),
+                    initiated: iso8601(u.initiated_ms),
+                    checksum_algorithm: u.checksum.map(|(a, _)| a.name().to_string()),
+                })
+                .collect(),
+            common_prefixes: l
+                .common_prefixes
+                .iter()
+                .map(|p| x::CommonPrefix { prefix: enc(p, url) })
+                .collect(),
+        },
+    ))
+}
+
+/// Renders an error in S3's form: S3 names for the few codes that differ, `x-amz-*` ids.
+pub fn error(e: &Error, request_id: &str, ctx: Option<&Ctx>, is_head: bool) -> Resp {
+    let (code, status, message) = match e.code {
+        // If-None-Match: * on a write that found an object.
+        Code::FileAlreadyExists => (
+            "PreconditionFailed",
+            412,
+            "At least one of the pre-conditions you specified did not hold".to_string(),
+        ),
+        c => (c.as_str(), c.status(), e.message.clone()),
+    };
+    if e.code == Code::NotModified {
+        return render::empty(304);
+    }
+    if is_head {
+        return render::empty(status);
+    }
+    let d = e.detail();
+    let body = x::ErrorBody {
+        code: code.into(),
+        message,
+        bucket_name: d.bucket.clone().or_else(|| {
+            matches!(
+                e.code,
+                Code::NoSuchBucket | Code::BucketNotEmpty | Code::BucketAlreadyOwnedByYou
+            )
+            .then(|| ctx.and_then(|c| c.bucket.clone()))
+            .flatten()
+        }),
+        key: d
+            .key
+            .clone()
+            .or_else(|| {
+                matches!(e.code, Code::NoSuchKey)
+                    .then(|| ctx.and_then(|c| c.key.clone()))
+                    .flatten()
+            })
+            .filter(|k| !k.chars().any(char::is_control)),
+        upload_id: d.upload_id.clone(),
+        argument_name: d.argument.as_ref().map(|a| a.0.clone()),
+        argument_value: d.argument.as_ref().map(|a| a.1.clone()),
+        server_time: d.server_time.clone(),
+        string_to_sign: d.string_to_sign.clone(),
+        access_key_id: d.access_key_id.clone(),
+        resource: ctx
+            .map(|c| c.path.clone())
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect(),
+        request_id: request_id.into(),
+        host_id: request_id.into(),
+    };
+    let mut r = xml("Error", &body);
+    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    r
+}
