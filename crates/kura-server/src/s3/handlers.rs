@@ -856,7 +856,7 @@ async fn attributes(st: &State, ctx: &Ctx, bucket: &str, key: &str) -> Result<Re
             } else {
                 None
             },
-            object_parts: (has("objectparts") && rec.s3_etag.is_some()).then(|| x::ObjectParts {
+            object_parts: (has("objectparts") && rec.s3_etag.is_some()).then_some(x::ObjectParts {
                 total_parts_count: rec.extents.len() as u32,
             }),
             storage_class: has("storageclass").then(|| storage_class(&rec.storage_class)),
