@@ -375,6 +375,8 @@ pub struct AttributesChecksum {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ObjectParts {
+    /// `TotalPartsCount` in the API; `PartsCount` on the wire.
+    #[serde(rename = "PartsCount")]
     pub total_parts_count: u32,
 }
 

@@ -123,10 +123,15 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 
 /// `x-oss-*` headers, lowercase, values trimmed, repeated values joined with `,`, sorted.
 fn oss_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
+    prefixed_headers(headers, "x-oss-")
+}
+
+/// Headers whose lowercase name starts with `prefix`, trimmed, joined, sorted.
+fn prefixed_headers(headers: &[(String, String)], prefix: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for (n, v) in headers {
         let n = n.to_ascii_lowercase();
-        if !n.starts_with("x-oss-") {
+        if !n.starts_with(prefix) {
             continue;
         }
         if let Some(existing) = out.iter_mut().find(|(e, _)| *e == n) {
@@ -161,6 +166,25 @@ pub fn v1_string_to_sign(
         s.push(':');
         s.push_str(&v);
         s.push('\n');
+    }
+    s.push_str(canonical_resource);
+    s
+}
+
+/// AWS Signature Version 2: the V1 string with `x-amz-*` headers in place of `x-oss-*`.
+pub fn s3v2_string_to_sign(
+    method: &str,
+    headers: &[(String, String)],
+    date_line: &str,
+    canonical_resource: &str,
+) -> String {
+    let mut s = format!(
+        "{method}\n{}\n{}\n{date_line}\n",
+        header(headers, "content-md5").unwrap_or(""),
+        header(headers, "content-type").unwrap_or("")
+    );
+    for (n, v) in prefixed_headers(headers, "x-amz-") {
+        s.push_str(&format!("{n}:{v}\n"));
     }
     s.push_str(canonical_resource);
     s

@@ -62,21 +62,22 @@ pub fn is_s3(ctx: &Ctx) -> bool {
         .is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256") || a.starts_with("AWS "))
         || ctx.query_raw("X-Amz-Signature").is_some()
         || ctx.query_raw("X-Amz-Algorithm").is_some()
+        || ctx.query_raw("AWSAccessKeyId").is_some()
         || (ctx.header("authorization").is_none() && ctx.headers.iter().any(|(n, _)| n.starts_with("x-amz-")))
 }
 
 pub fn authenticate(ctx: &Ctx, creds: &Credentials) -> Result<(Principal, Payload)> {
     if let Some(auth) = ctx.header("authorization") {
-        if auth.starts_with("AWS ") {
-            return Err(Error::msg(
-                Code::InvalidRequest,
-                "Signature Version 2 is not supported; use AWS4-HMAC-SHA256.",
-            ));
+        if let Some(rest) = auth.strip_prefix("AWS ") {
+            return v2_header(ctx, creds, rest).map(|p| (p, Payload::Unsigned));
         }
         return header_auth(ctx, creds, auth);
     }
     if ctx.query_raw("X-Amz-Algorithm").is_some() || ctx.query_raw("X-Amz-Signature").is_some() {
         return presigned(ctx, creds).map(|p| (p, Payload::Unsigned));
+    }
+    if ctx.query_raw("AWSAccessKeyId").is_some() {
+        return v2_presigned(ctx, creds).map(|p| (p, Payload::Unsigned));
     }
     let payload = match ctx.header("x-amz-content-sha256") {
         Some(v) if v.starts_with("STREAMING-UNSIGNED-PAYLOAD") => Payload::Chunked {
@@ -86,6 +87,53 @@ pub fn authenticate(ctx: &Ctx, creds: &Credentials) -> Result<(Principal, Payloa
         _ => Payload::Unsigned,
     };
     Ok((Principal::Anonymous, payload))
+}
+
+/// Signature Version 2 (what boto3 still uses for presigned URLs by default): the OSS V1
+/// scheme with `x-amz-*` headers.
+fn v2_check(ctx: &Ctx, secret: &str, ak: &str, date_line: &str, signature: &str) -> Result<Principal> {
+    use kura_proto::sign;
+    let resource = sign::v1_canonical_resource(ctx.bucket.as_deref(), ctx.key.as_deref(), &ctx.query);
+    let sts = sign::s3v2_string_to_sign(&ctx.method, &ctx.headers, date_line, &resource);
+    if sign::signatures_equal(&sign::v1_signature(secret, &sts), signature) {
+        Ok(Principal::Root)
+    } else {
+        Err(mismatch(sts, ak))
+    }
+}
+
+fn v2_header(ctx: &Ctx, creds: &Credentials, rest: &str) -> Result<Principal> {
+    let (ak, sig) = rest
+        .trim()
+        .rsplit_once(':')
+        .ok_or_else(|| denied("The Authorization header is malformed."))?;
+    let secret = secret_for(creds, ak)?;
+    // With x-amz-date the Date line is empty and x-amz-date is signed among the headers.
+    let (date_line, raw) = match ctx.header("x-amz-date") {
+        Some(d) => ("", d),
+        None => {
+            let d = ctx.header("date").unwrap_or("");
+            (d, d)
+        }
+    };
+    let t = timefmt::parse_http_date(raw)
+        .ok_or_else(|| denied("AWS authentication requires a valid Date or x-amz-date header."))?;
+    if now_secs().abs_diff(t) > MAX_SKEW_SECS {
+        return Err(Error::new(Code::RequestTimeTooSkewed)
+            .with(|d| d.server_time = Some(timefmt::iso8601(timefmt::now_millis()))));
+    }
+    v2_check(ctx, secret, ak, date_line, sig)
+}
+
+fn v2_presigned(ctx: &Ctx, creds: &Credentials) -> Result<Principal> {
+    let ak = ctx.query_raw("AWSAccessKeyId").unwrap_or("");
+    let secret = secret_for(creds, ak)?;
+    let expires = ctx.query_raw("Expires").unwrap_or("");
+    let exp: u64 = expires.parse().map_err(|_| denied("Expires is not a valid time."))?;
+    if now_secs() > exp {
+        return Err(denied("Request has expired"));
+    }
+    v2_check(ctx, secret, ak, expires, ctx.query_raw("Signature").unwrap_or(""))
 }
 
 fn header_auth(ctx: &Ctx, creds: &Credentials, auth: &str) -> Result<(Principal, Payload)> {
