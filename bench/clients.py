@@ -1,4 +1,4 @@
-"""Client benchmark: `kura cp` against the Python SDKs' own uploaders, same server, same file,
+"""Client benchmark: `kura cp` against the Python SDKs' own uploaders and `aws s3 cp`, same server,
 same part size, same run. Prints medians and ratios.
 
 Run with scripts/bench-clients (it builds the release binary and sets up .venv)."""
@@ -74,6 +74,15 @@ def main():
                                   multipart_threshold=part, part_size=part, num_threads=8)
             return time.perf_counter() - t, None
 
+        def aws_cp(run):
+            # aws-cli with its defaults (8 MiB parts, 10 in flight, CRC32 checksums): the S3 path.
+            env = dict(os.environ, AWS_ACCESS_KEY_ID=AK, AWS_SECRET_ACCESS_KEY=SK, AWS_DEFAULT_REGION="us-east-1")
+            aws = os.path.join(os.path.dirname(sys.executable), "aws")
+            t = time.perf_counter()
+            subprocess.run([aws, "--endpoint-url", endpoint, "s3", "cp", src, f"s3://bench/aws-{run}", "--only-show-errors"],
+                           env=env, check=True)
+            return time.perf_counter() - t, None
+
         def v2_upload(run):
             t = time.perf_counter()
             v2.uploader(part_size=part, parallel_num=8).upload_file(
@@ -82,7 +91,7 @@ def main():
 
         results = {}
         for name, fn in [("kura cp", kura_cp), ("oss2.resumable_upload", oss2_upload),
-                         ("alibabacloud-oss-v2 Uploader", v2_upload)]:
+                         ("alibabacloud-oss-v2 Uploader", v2_upload), ("aws s3 cp (S3 dialect)", aws_cp)]:
             secs, rss = [], []
             for run in range(args.runs):
                 s, r = fn(run)
@@ -97,6 +106,8 @@ def main():
         best_py = max(results["oss2.resumable_upload"], results["alibabacloud-oss-v2 Uploader"])
         print(f"kura cp / faster Python uploader: {results['kura cp'] / best_py:.2f}x "
               f"({args.size_mib} MiB, {args.part_mib} MiB parts, 8 in flight)")
+        print(f"aws s3 cp / kura cp: {results['aws s3 cp (S3 dialect)'] / results['kura cp']:.2f}x; "
+              f"aws s3 cp / faster Python OSS uploader: {results['aws s3 cp (S3 dialect)'] / best_py:.2f}x")
     finally:
         server.terminate()
         server.wait()
