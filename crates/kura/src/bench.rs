@@ -376,6 +376,13 @@ fn md5_rate(buf: &[u8]) -> f64 {
     buf.len() as f64 / MB / t.elapsed().as_secs_f64()
 }
 
+/// The machine's single-core SHA-256 rate, MB/s (what the S3 dialect adds per byte).
+fn sha256_rate(buf: &[u8]) -> f64 {
+    let t = Instant::now();
+    std::hint::black_box(kura_proto::sigv4::sha256_hex(buf));
+    buf.len() as f64 / MB / t.elapsed().as_secs_f64()
+}
+
 /// What two streams of MD5 + write + fsync achieve together on this disk, MB/s: the ceiling a
 /// server that hashes and persists every byte can reach with two cores. Each stream writes
 /// 8 MiB files and fsyncs each one, as the server does with 8 MiB parts.
@@ -433,6 +440,8 @@ async fn bench(args: &BenchArgs, scratch: &Path) -> anyhow::Result<()> {
         .collect();
     let md5 = median((0..args.runs).map(|_| md5_rate(&buf)).collect());
     println!("reference  MD5, one core (md-5):                 {md5:8.0} MB/s");
+    let sha = median((0..args.runs).map(|_| sha256_rate(&buf)).collect());
+    println!("reference  SHA-256, one core (sha2):             {sha:8.0} MB/s");
     let ceiling = median(
         (0..args.runs)
             .map(|_| md5_fsync_two_streams(scratch, 256 * MIB))
