@@ -183,19 +183,6 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(s.trim()).ok()
 }
 
-fn iso_basic_now() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        now.year(),
-        now.month() as u8,
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    )
-}
-
 impl Client {
     pub fn new(cfg: Config) -> Result<Client> {
         let http = reqwest::Client::builder()
@@ -260,7 +247,7 @@ impl Client {
                 headers.push(("authorization".into(), format!("OSS {}:{sig}", creds.access_key_id)));
             }
             SignatureVersion::V4 => {
-                let stamp = iso_basic_now();
+                let stamp = timefmt::iso8601_basic(timefmt::now_millis());
                 let date = stamp[..8].to_string();
                 headers.push(("x-oss-date".into(), stamp.clone()));
                 headers.push(("x-oss-content-sha256".into(), "UNSIGNED-PAYLOAD".into()));

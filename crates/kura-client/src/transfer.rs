@@ -200,6 +200,17 @@ struct Tracker {
 }
 
 impl Tracker {
+    fn new(start: Instant, bytes_total: u64, parts_total: u32, callback: Option<ProgressFn>) -> Self {
+        Tracker {
+            start,
+            bytes: AtomicU64::new(0),
+            parts: AtomicU64::new(0),
+            bytes_total,
+            parts_total,
+            callback,
+        }
+    }
+
     fn add(&self, bytes: u64, parts: u64) {
         let b = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
         let p = self.parts.fetch_add(parts, Ordering::Relaxed) + parts;
@@ -259,14 +270,7 @@ impl Uploader {
                 "{size} bytes in parts of {part_size} makes {parts_total} parts; the limit is {MAX_PARTS}"
             )));
         }
-        let tracker = Arc::new(Tracker {
-            start,
-            bytes: AtomicU64::new(0),
-            parts: AtomicU64::new(0),
-            bytes_total: size,
-            parts_total: parts_total as u32,
-            callback: self.progress.clone(),
-        });
+        let tracker = Arc::new(Tracker::new(start, size, parts_total as u32, self.progress.clone()));
         let file = Arc::new(file);
 
         if size <= part_size {
@@ -619,14 +623,7 @@ impl Downloader {
         file.set_len(size)
             .map_err(|e| Error::io(format!("sizing {}", tmp.display()), e))?;
         let file = Arc::new(file);
-        let tracker = Arc::new(Tracker {
-            start,
-            bytes: AtomicU64::new(0),
-            parts: AtomicU64::new(0),
-            bytes_total: size,
-            parts_total: parts_total as u32,
-            callback: self.progress.clone(),
-        });
+        let tracker = Arc::new(Tracker::new(start, size, parts_total as u32, self.progress.clone()));
         let sem = Arc::new(Semaphore::new(jobs));
         let mut set = JoinSet::new();
         for i in 0..parts_total {

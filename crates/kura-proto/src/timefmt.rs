@@ -30,6 +30,20 @@ pub fn iso8601(millis: u64) -> String {
     )
 }
 
+/// ISO 8601 basic, as signatures use it: `20151212T003626Z`.
+pub fn iso8601_basic(millis: u64) -> String {
+    let t = to_datetime(millis);
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 /// `Sat, 12 Dec 2015 00:35:55 GMT`.
 pub fn http_date(millis: u64) -> String {
     httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(millis / 1000 * 1000))
@@ -72,6 +86,7 @@ mod tests {
         assert_eq!(http_date(ms), "Sat, 12 Dec 2015 00:36:26 GMT");
         assert_eq!(parse_http_date("Sat, 12 Dec 2015 00:36:26 GMT"), Some(ms / 1000));
         assert_eq!(parse_iso8601_basic("20151212T003626Z"), Some(ms / 1000));
+        assert_eq!(iso8601_basic(ms), "20151212T003626Z");
         assert_eq!(parse_iso8601_basic("2015-12-12"), None);
     }
 }

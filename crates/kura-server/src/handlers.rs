@@ -770,8 +770,17 @@ async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &st
     set(&mut r, "content-length", (end - start).to_string());
     set(&mut r, "accept-ranges", "bytes");
     object_meta_headers(&mut r, &rec);
-    let hd = &rec.headers;
-    set(&mut r, "content-type", &hd.content_type);
+    stored_headers(&mut r, &rec.headers, ctx, "x-oss-meta-");
+    if let Some(md5) = &rec.content_md5 {
+        set(&mut r, "content-md5", md5);
+    }
+    Ok(r)
+}
+
+/// The headers stored with an object, user metadata under `meta_prefix`, then the
+/// `response-*` overrides of the query (both dialects).
+pub(crate) fn stored_headers(r: &mut Resp, hd: &ObjectHeaders, ctx: &Ctx, meta_prefix: &str) {
+    set(r, "content-type", &hd.content_type);
     for (name, value) in [
         ("cache-control", &hd.cache_control),
         ("content-disposition", &hd.content_disposition),
@@ -780,14 +789,11 @@ async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &st
         ("expires", &hd.expires),
     ] {
         if let Some(v) = value {
-            set(&mut r, name, v);
+            set(r, name, v);
         }
     }
-    if let Some(md5) = &rec.content_md5 {
-        set(&mut r, "content-md5", md5);
-    }
     for (n, v) in &hd.user_meta {
-        set_dynamic(&mut r, &format!("x-oss-meta-{n}"), v);
+        set_dynamic(r, &format!("{meta_prefix}{n}"), v);
     }
     for (param, header) in [
         ("response-content-type", "content-type"),
@@ -798,10 +804,9 @@ async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &st
         ("response-content-encoding", "content-encoding"),
     ] {
         if let Some(v) = ctx.query(param) {
-            set(&mut r, header, v);
+            set(r, header, v);
         }
     }
-    Ok(r)
 }
 
 /// Parses `x-oss-copy-source: /bucket/urlencoded-key[?versionId=..]`.

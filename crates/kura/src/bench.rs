@@ -99,16 +99,7 @@ impl Client {
         extra: &[(&str, String)],
     ) -> reqwest::RequestBuilder {
         use kura_proto::sigv4;
-        let t = time::OffsetDateTime::now_utc();
-        let stamp = format!(
-            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-            t.year(),
-            t.month() as u8,
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        );
+        let stamp = timefmt::iso8601_basic(timefmt::now_millis());
         let host = self.endpoint.trim_start_matches("http://").to_string();
         let mut headers: Vec<(String, String)> = vec![
             ("host".into(), host),

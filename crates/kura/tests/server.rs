@@ -37,16 +37,7 @@ impl Server {
         query: &[(&str, &str)],
         extra: &[(&str, &str)],
     ) -> reqwest::RequestBuilder {
-        let now = time::OffsetDateTime::now_utc();
-        let stamp = format!(
-            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-            now.year(),
-            now.month() as u8,
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second()
-        );
+        let stamp = timefmt::iso8601_basic(timefmt::now_millis());
         let date = &stamp[..8];
         let q: Vec<(String, String)> = query.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
         let mut headers = vec![
@@ -445,16 +436,7 @@ async fn crash_mid_upload_keeps_every_acknowledged_part_and_nothing_else() {
 
 /// An S3 request signed with SigV4 by hand, for the body forms boto3 does not send over HTTP.
 fn amz_now() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        now.year(),
-        now.month() as u8,
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    )
+    timefmt::iso8601_basic(timefmt::now_millis())
 }
 
 fn s3_put(

@@ -12,8 +12,10 @@ use kura_proto::xml::{from_xml, CompleteMultipartUpload, Delete};
 use super::auth::{self, Payload};
 use super::chunked::AwsChunked;
 use crate::auth::Principal;
-use crate::handlers::{check_conditions, content_md5, is_true, parse_max, parse_range, require_root, State};
-use crate::render::{self, set, set_dynamic, Resp};
+use crate::handlers::{
+    check_conditions, content_md5, is_true, parse_max, parse_range, require_root, stored_headers, State,
+};
+use crate::render::{self, set, Resp};
 use crate::request::{read_small, Ctx, HyperBody, MAX_XML_BODY};
 
 /// S3 sub-resources this server does not implement: refused before anything changes.
@@ -791,22 +793,7 @@ async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &st
     if !rec.storage_class.eq_ignore_ascii_case("standard") {
         set(&mut r, "x-amz-storage-class", storage_class(&rec.storage_class));
     }
-    let hd = &rec.headers;
-    set(&mut r, "content-type", &hd.content_type);
-    for (name, value) in [
-        ("cache-control", &hd.cache_control),
-        ("content-disposition", &hd.content_disposition),
-        ("content-encoding", &hd.content_encoding),
-        ("content-language", &hd.content_language),
-        ("expires", &hd.expires),
-    ] {
-        if let Some(v) = value {
-            set(&mut r, name, v);
-        }
-    }
-    for (n, v) in &hd.user_meta {
-        set_dynamic(&mut r, &format!("x-amz-meta-{n}"), v);
-    }
+    stored_headers(&mut r, &rec.headers, ctx, "x-amz-meta-");
     // The object's checksum describes the whole object: only sent for a whole-object read.
     if ctx
         .header("x-amz-checksum-mode")
@@ -814,18 +801,6 @@ async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &st
         && range.is_none()
     {
         checksum_headers(&mut r, &rec);
-    }
-    for (param, header) in [
-        ("response-content-type", "content-type"),
-        ("response-content-language", "content-language"),
-        ("response-expires", "expires"),
-        ("response-cache-control", "cache-control"),
-        ("response-content-disposition", "content-disposition"),
-        ("response-content-encoding", "content-encoding"),
-    ] {
-        if let Some(v) = ctx.query(param) {
-            set(&mut r, header, v);
-        }
     }
     Ok(r)
 }
