@@ -426,3 +426,127 @@ fn odd_keys_and_bad_arguments() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
 }
+
+#[test]
+fn part_listings_page_past_one_thousand() {
+    let s = start();
+    assert!(run(&s, &["mb", "oss://many"]).status.success());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = client(&s);
+    let id = rt.block_on(c.initiate_multipart_upload("many", "k")).unwrap();
+    rt.block_on(async {
+        let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
+        let mut tasks = Vec::new();
+        for n in 1..=1005u32 {
+            let (c, id, sem) = (c.clone(), id.clone(), sem.clone());
+            tasks.push(tokio::spawn(async move {
+                let _p = sem.acquire().await.unwrap();
+                c.upload_part("many", "k", &id, n, bytes::Bytes::from(vec![n as u8]))
+                    .await
+                    .unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    });
+    let parts = rt.block_on(c.list_all_parts("many", "k", &id)).unwrap();
+    assert_eq!(parts.len(), 1005);
+    assert_eq!(parts.last().unwrap().part_number, 1005);
+    let listed = json(&run(&s, &["--json", "mpu", "parts", "oss://many/k", &id]));
+    assert_eq!(listed.as_array().unwrap().len(), 1005);
+}
+
+/// A TCP proxy that flips one byte in the body of the first request for part 2: corruption
+/// in transit, which the server stores faithfully and the client must catch by CRC-64.
+fn corrupting_proxy(upstream: u16) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let server = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+            let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut s_read, mut c_write) = (server, client);
+            let done = done.clone();
+            std::thread::spawn(move || {
+                // `seen` holds the stream from offset `seen_start`; `total` is the stream
+                // offset of the buffer just read.
+                let (mut seen, mut seen_start, mut total) = (Vec::new(), 0usize, 0usize);
+                let mut target: Option<usize> = None;
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let n = match c_read.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if target.is_none() && !done.load(std::sync::atomic::Ordering::SeqCst) {
+                        seen.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&seen).into_owned();
+                        if let Some(i) = text.find("partNumber=2&") {
+                            if let Some(h) = text[i..].find("\r\n\r\n") {
+                                target = Some(seen_start + i + h + 4 + 1000);
+                                done.store(true, std::sync::atomic::Ordering::SeqCst);
+                            }
+                        }
+                        if seen.len() > 1 << 20 {
+                            let k = seen.len() - 4096;
+                            seen.drain(..k);
+                            seen_start += k;
+                        }
+                    }
+                    if let Some(at) = target {
+                        if at >= total && at < total + n {
+                            buf[at - total] ^= 0x01;
+                        }
+                    }
+                    total += n;
+                    if s_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut s_read, &mut c_write);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn corruption_in_transit_on_upload_is_detected() {
+    let s = start();
+    assert!(run(&s, &["mb", "oss://transit"]).status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("f");
+    write_random(&src, 5 * 100 * 1024, 21);
+    let proxy = corrupting_proxy(s.port);
+    let out = kura(
+        &s,
+        &[
+            "--json",
+            "cp",
+            src.to_str().unwrap(),
+            "oss://transit/f",
+            "--part-size",
+            "100K",
+            "--jobs",
+            "1",
+            "--no-resume",
+        ],
+    )
+    .env("OSS_ENDPOINT", format!("http://127.0.0.1:{proxy}"))
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", String::from_utf8_lossy(&out.stdout));
+    let e = json(&out);
+    assert_eq!(e["error"]["part"], 2);
+    assert!(e["error"]["message"].as_str().unwrap().contains("CRC-64"));
+    // Nothing was made, and the upload was aborted.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = client(&s);
+    assert!(rt.block_on(c.head_object("transit", "f")).is_err());
+    assert!(rt.block_on(c.list_all_uploads("transit", "")).unwrap().is_empty());
+}
