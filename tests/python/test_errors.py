@@ -395,3 +395,19 @@ def test_stalled_clients_do_not_starve_the_server(server, bucket_v1):
     assert patient.put_object("after", b"still writable").status == 200
     for s in socks:
         s.close()
+
+
+def test_error_codes_carry_oss_ec(bucket, v2client):
+    import alibabacloud_oss_v2 as oss
+    with pytest.raises(oss2.exceptions.NoSuchKey) as e:
+        bucket.get_object("nope")
+    assert e.value.ec == "0026-00000001"
+    upload_id = bucket.init_multipart_upload("k").upload_id
+    bucket.abort_multipart_upload("k", upload_id)
+    with pytest.raises(oss2.exceptions.NoSuchUpload) as e:
+        bucket.upload_part("k", upload_id, 1, b"x")
+    assert e.value.ec == "0042-00000104"
+    # The v2 SDK reads EC from HEAD's x-oss-err / x-oss-ec too.
+    with pytest.raises(Exception) as e:
+        v2client.head_object(oss.HeadObjectRequest(bucket=bucket.bucket_name, key="nope"))
+    assert "0026-00000001" in str(e.value)

@@ -78,6 +78,36 @@ pub fn set_dynamic(r: &mut Resp, name: &str, value: &str) {
     }
 }
 
+/// OSS's error code (EC) for the errors whose EC oss-api.md records from real OSS; the SDKs
+/// surface it (pyv2, gov2, ali-oss) and fall back to nothing when it is absent.
+fn error_ec(e: &Error, ctx: Option<&Ctx>) -> Option<&'static str> {
+    let op = ctx.map(|c| {
+        (
+            c.method.as_str(),
+            c.has_query("partNumber"),
+            c.header("x-oss-copy-source").is_some(),
+        )
+    });
+    Some(match e.code {
+        Code::InvalidAccessKeyId => "0002-00000902",
+        Code::NoSuchBucket => "0015-00000101",
+        Code::BucketAlreadyExists => "0015-00000104",
+        Code::MalformedXML => "0015-00000231",
+        Code::NoSuchKey => "0026-00000001",
+        Code::NoSuchUpload => match op {
+            Some(("DELETE", _, _)) => "0042-00000002",
+            Some(("PUT", true, true)) => "0042-00000311",
+            _ => "0042-00000104",
+        },
+        Code::InvalidPartOrder => "0042-00000209",
+        Code::EntityTooSmall => "0042-00000213",
+        Code::FileAlreadyExists if matches!(op, Some(("POST", _, _))) => "0042-00000214",
+        Code::InvalidArgument if e.message.starts_with("Should not speficy both") => "0042-00000216",
+        Code::InvalidArgument if e.message.starts_with("Part number must be") => "0017-00000220",
+        _ => return None,
+    })
+}
+
 pub fn error(e: &Error, request_id: &str, ctx: Option<&Ctx>, host: &str, is_head: bool) -> Resp {
     if e.code == Code::NotModified {
         return empty(304);
@@ -109,16 +139,21 @@ pub fn error(e: &Error, request_id: &str, ctx: Option<&Ctx>, host: &str, is_head
         server_time: d.server_time.clone(),
         string_to_sign: d.string_to_sign.clone(),
         oss_access_key_id: d.access_key_id.clone(),
-        ec: None,
+        ec: error_ec(e, ctx).map(str::to_string),
     };
     let status = e.code.status();
-    if is_head {
+    let mut r = if is_head {
         let mut r = empty(status);
         let encoded = base64::engine::general_purpose::STANDARD.encode(xml::to_xml(&body));
         set(&mut r, "x-oss-err", encoded);
-        return r;
+        r
+    } else {
+        let mut r = xml(&body);
+        *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        r
+    };
+    if let Some(ec) = &body.ec {
+        set(&mut r, "x-oss-ec", ec);
     }
-    let mut r = xml(&body);
-    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r
 }
