@@ -13,8 +13,40 @@ use crate::meta::{choose_parts, object_from_parts, CompleteRequest, MetaStore, W
 use crate::model::*;
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
-/// (bucket, key) -> ObjectRecord
+/// (bucket, key) -> ObjectRecord without its extents: what listings read.
 const OBJECTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("objects");
+/// (bucket, key) -> the object's extents (Vec<Extent>), apart so that listing a bucket of
+/// 10,000-part objects does not decode 10,000 extents per key.
+const EXTENTS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("extents");
+
+type ObjectTable<'t> = redb::Table<'t, (&'static str, &'static str), &'static [u8]>;
+
+/// Writes an object: its record to OBJECTS, its extents to EXTENTS.
+fn store_object(
+    objects: &mut ObjectTable,
+    extents: &mut ObjectTable,
+    bucket: &str,
+    key: &str,
+    rec: &ObjectRecord,
+) -> Result<()> {
+    let head = ObjectRecord {
+        extents: Vec::new(),
+        ..rec.clone()
+    };
+    objects.insert((bucket, key), enc(&head)?.as_slice()).map_err(db_err)?;
+    extents
+        .insert((bucket, key), enc(&rec.extents)?.as_slice())
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Removes an object's extents and returns them (for the deletion queue).
+fn take_extents(extents: &mut ObjectTable, bucket: &str, key: &str) -> Result<Vec<Extent>> {
+    match extents.remove((bucket, key)).map_err(db_err)? {
+        Some(v) => dec(v.value()),
+        None => Ok(Vec::new()),
+    }
+}
 /// (bucket, key, upload id) -> UploadRecord; upload ids sort by initiation time.
 const UPLOADS: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("uploads");
 /// (upload id, part number) -> PartRecord: one row per part, so the 5,000th costs what the first did.
@@ -61,6 +93,7 @@ impl RedbStore {
         {
             txn.open_table(BUCKETS).map_err(db_err)?;
             txn.open_table(OBJECTS).map_err(db_err)?;
+            txn.open_table(EXTENTS).map_err(db_err)?;
             txn.open_table(UPLOADS).map_err(db_err)?;
             txn.open_table(PARTS).map_err(db_err)?;
             txn.open_table(COMPLETED).map_err(db_err)?;
@@ -187,13 +220,14 @@ impl MetaStore for RedbStore {
                 None => None,
             };
             condition.check(key, old.as_ref())?;
-            if let Some(old) = old {
+            let mut extents = txn.open_table(EXTENTS).map_err(db_err)?;
+            if old.is_some() {
                 let mut del = txn.open_table(DELETIONS).map_err(db_err)?;
-                for e in &old.extents {
+                for e in take_extents(&mut extents, bucket, key)? {
                     del.insert(e.blob.as_str(), delete_due_ms).map_err(db_err)?;
                 }
             }
-            objects.insert((bucket, key), enc(rec)?.as_slice()).map_err(db_err)?;
+            store_object(&mut objects, &mut extents, bucket, key, rec)?;
         }
         txn.commit().map_err(db_err)
     }
@@ -201,10 +235,19 @@ impl MetaStore for RedbStore {
     fn get_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let t = txn.open_table(OBJECTS).map_err(db_err)?;
-        match t.get((bucket, key)).map_err(db_err)? {
-            Some(v) => Ok(Some(dec(v.value())?)),
-            None => Ok(None),
+        let mut rec: ObjectRecord = match t.get((bucket, key)).map_err(db_err)? {
+            Some(v) => dec(v.value())?,
+            None => return Ok(None),
+        };
+        if let Some(v) = txn
+            .open_table(EXTENTS)
+            .map_err(db_err)?
+            .get((bucket, key))
+            .map_err(db_err)?
+        {
+            rec.extents = dec(v.value())?;
         }
+        Ok(Some(rec))
     }
 
     fn delete_object(&self, bucket: &str, key: &str, delete_due_ms: u64) -> Result<()> {
@@ -215,11 +258,11 @@ impl MetaStore for RedbStore {
                 return Err(no_such_bucket(bucket));
             }
             let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
-            let old = objects.remove((bucket, key)).map_err(db_err)?;
-            if let Some(old) = old {
-                let old: ObjectRecord = dec(old.value())?;
+            let existed = objects.remove((bucket, key)).map_err(db_err)?.is_some();
+            if existed {
+                let mut extents = txn.open_table(EXTENTS).map_err(db_err)?;
                 let mut del = txn.open_table(DELETIONS).map_err(db_err)?;
-                for e in &old.extents {
+                for e in take_extents(&mut extents, bucket, key)? {
                     del.insert(e.blob.as_str(), delete_due_ms).map_err(db_err)?;
                 }
             }
@@ -407,8 +450,9 @@ impl MetaStore for RedbStore {
             let mut condition = req.condition.clone();
             condition.forbid_overwrite |= upload.forbid_overwrite;
             condition.check(key, old.as_ref())?;
-            if let Some(old) = old {
-                for e in &old.extents {
+            let mut extents = txn.open_table(EXTENTS).map_err(db_err)?;
+            if old.is_some() {
+                for e in take_extents(&mut extents, bucket, key)? {
                     del.insert(e.blob.as_str(), req.delete_due_ms).map_err(db_err)?;
                 }
             }
@@ -419,7 +463,7 @@ impl MetaStore for RedbStore {
                     del.insert(p.blob.as_str(), req.delete_due_ms).map_err(db_err)?;
                 }
             }
-            objects.insert((bucket, key), enc(&rec)?.as_slice()).map_err(db_err)?;
+            store_object(&mut objects, &mut extents, bucket, key, &rec)?;
             parts
                 .extract_from_if((upload_id, 0)..=(upload_id, u32::MAX), |_, _| true)
                 .map_err(db_err)?
@@ -492,10 +536,10 @@ impl MetaStore for RedbStore {
     fn referenced_blobs(&self) -> Result<HashSet<String>> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let mut out = HashSet::new();
-        for item in txn.open_table(OBJECTS).map_err(db_err)?.iter().map_err(db_err)? {
+        for item in txn.open_table(EXTENTS).map_err(db_err)?.iter().map_err(db_err)? {
             let (_, v) = item.map_err(db_err)?;
-            let rec: ObjectRecord = dec(v.value())?;
-            out.extend(rec.extents.into_iter().map(|e| e.blob));
+            let extents: Vec<Extent> = dec(v.value())?;
+            out.extend(extents.into_iter().map(|e| e.blob));
         }
         for item in txn.open_table(PARTS).map_err(db_err)?.iter().map_err(db_err)? {
             let (_, v) = item.map_err(db_err)?;

@@ -356,6 +356,8 @@ async fn crash_mid_upload_keeps_every_acknowledged_part_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = start_in(dir.path());
     ok(s.v4(Method::PUT, Some("crash"), None, &[])).await;
+    // An object written before the crash: the start-up sweep must know its blob is in use.
+    ok(s.v4(Method::PUT, Some("crash"), Some("survivor"), &[]).body(vec![7u8; 300_000])).await;
     let init = ok(s.v4(Method::POST, Some("crash"), Some("k"), &[("uploads", "")])).await;
     let init: xml::InitiateMultipartUploadResult = xml::from_xml(&init.text().await.unwrap()).unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -400,9 +402,12 @@ async fn crash_mid_upload_keeps_every_acknowledged_part_and_nothing_else() {
             .expect("an acknowledged part survives");
         assert_eq!(&p.etag, etag);
     }
-    // Every listed part is whole, and the start-up sweep left exactly their files.
+    // Every listed part is whole, and the start-up sweep left exactly their files and the
+    // earlier object's.
     assert!(files_under(&dir.path().join("tmp")).is_empty());
-    assert_eq!(files_under(&dir.path().join("blobs")).len(), listed.parts.len());
+    assert_eq!(files_under(&dir.path().join("blobs")).len(), listed.parts.len() + 1);
+    let survivor = ok(s.v4(Method::GET, Some("crash"), Some("survivor"), &[])).await;
+    assert_eq!(survivor.bytes().await.unwrap().as_ref(), vec![7u8; 300_000].as_slice());
     let body: String = listed
         .parts
         .iter()
