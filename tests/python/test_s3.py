@@ -239,3 +239,12 @@ def test_aws_cli_cp_both_ways_and_ls(server, tmp_path, s3bucket):
     assert '"PartNumber": 1' in parts
     run("s3api", "abort-multipart-upload", "--bucket", s3bucket, "--key", "api", "--upload-id", uid)
     assert run("s3api", "list-multipart-uploads", "--bucket", s3bucket).strip() in ("", "{}") or uid not in run("s3api", "list-multipart-uploads", "--bucket", s3bucket)
+
+
+def test_acl_grant_bodies_are_refused_not_ignored(s3, s3bucket):
+    s3.put_object(Bucket=s3bucket, Key="g", Body=b"x", ACL="public-read")
+    policy = s3.get_object_acl(Bucket=s3bucket, Key="g")
+    with pytest.raises(ClientError) as e:
+        s3.put_object_acl(Bucket=s3bucket, Key="g", AccessControlPolicy={"Grants": [], "Owner": policy["Owner"]})
+    assert code(e) == ("NotImplemented", 501)
+    assert any(g["Permission"] == "READ" for g in s3.get_object_acl(Bucket=s3bucket, Key="g")["Grants"])

@@ -357,7 +357,9 @@ async fn crash_mid_upload_keeps_every_acknowledged_part_and_nothing_else() {
     let mut s = start_in(dir.path());
     ok(s.v4(Method::PUT, Some("crash"), None, &[])).await;
     // An object written before the crash: the start-up sweep must know its blob is in use.
-    ok(s.v4(Method::PUT, Some("crash"), Some("survivor"), &[]).body(vec![7u8; 300_000])).await;
+    ok(s.v4(Method::PUT, Some("crash"), Some("survivor"), &[])
+        .body(vec![7u8; 300_000]))
+    .await;
     let init = ok(s.v4(Method::POST, Some("crash"), Some("k"), &[("uploads", "")])).await;
     let init: xml::InitiateMultipartUploadResult = xml::from_xml(&init.text().await.unwrap()).unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

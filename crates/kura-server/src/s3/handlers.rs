@@ -115,6 +115,18 @@ fn canned_acl(ctx: &Ctx) -> Result<Option<Acl>> {
     }
 }
 
+/// The ACL a Put*Acl asks for: a canned `x-amz-acl`. Grant lists in the body are not
+/// supported, and are refused rather than silently replaced by a default.
+fn acl_from_request(canned: Option<Acl>, body: &[u8]) -> Result<Acl> {
+    match canned {
+        Some(a) if body.iter().all(u8::is_ascii_whitespace) => Ok(a),
+        _ => Err(Error::msg(
+            Code::NotImplemented,
+            "Only canned ACLs (x-amz-acl: private, public-read, public-read-write) are supported, not grant lists.",
+        )),
+    }
+}
+
 fn object_headers(ctx: &Ctx) -> ObjectHeaders {
     let opt = |n: &str| ctx.header(n).map(|s| s.to_string());
     let mut user_meta: Vec<(String, String)> = ctx
@@ -320,9 +332,10 @@ async fn bucket_op(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, mut body:
             require_root(p)?;
             let acl = canned_acl(ctx)?;
             // The optional CreateBucketConfiguration (LocationConstraint) is read and not kept.
-            read_small(&mut body, MAX_XML_BODY).await?;
+            let raw = read_small(&mut body, MAX_XML_BODY).await?;
             if ctx.has_query("acl") {
-                k.set_bucket_acl(bucket, acl.unwrap_or_default()).await?;
+                let acl = acl_from_request(acl, &raw)?;
+                k.set_bucket_acl(bucket, acl).await?;
                 return Ok(render::empty(200));
             }
             check_bucket_name(bucket)?;
@@ -618,8 +631,8 @@ async fn object_op(
         "PUT" => {
             if ctx.has_query("acl") {
                 require_root(p)?;
-                read_small(&mut body, MAX_XML_BODY).await?;
-                let acl = canned_acl(ctx)?.map(ObjectAcl::Set).unwrap_or_default();
+                let raw = read_small(&mut body, MAX_XML_BODY).await?;
+                let acl = ObjectAcl::Set(acl_from_request(canned_acl(ctx)?, &raw)?);
                 k.set_object_acl(bucket, key, acl).await?;
                 return Ok(render::empty(200));
             }
