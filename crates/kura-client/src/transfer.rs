@@ -231,6 +231,7 @@ pub struct Uploader {
     client: Client,
     opts: TransferOptions,
     progress: Option<ProgressFn>,
+    active: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Uploader {
@@ -239,7 +240,18 @@ impl Uploader {
             client,
             opts,
             progress: None,
+            active: Arc::default(),
         }
+    }
+
+    /// The id of the multipart upload in progress, if any: what to abort when the transfer
+    /// is cancelled (dropped) without a checkpoint.
+    pub fn active_upload(&self) -> Arc<std::sync::Mutex<Option<String>>> {
+        self.active.clone()
+    }
+
+    fn set_active(&self, id: Option<String>) {
+        *self.active.lock().unwrap_or_else(|e| e.into_inner()) = id;
     }
 
     pub fn on_progress(mut self, f: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
@@ -248,6 +260,12 @@ impl Uploader {
     }
 
     pub async fn upload_file(&self, source: &Path, bucket: &str, key: &str) -> Result<TransferReport> {
+        let result = self.upload_file_inner(source, bucket, key).await;
+        self.set_active(None);
+        result
+    }
+
+    async fn upload_file_inner(&self, source: &Path, bucket: &str, key: &str) -> Result<TransferReport> {
         let start = Instant::now();
         let file = File::open(source).map_err(|e| Error::io(format!("opening {}", source.display()), e))?;
         let meta = file
@@ -356,6 +374,7 @@ impl Uploader {
                 id
             }
         };
+        self.set_active(Some(upload_id.clone()));
         let reused_bytes: u64 = (0..parts_total)
             .filter(|i| done[*i as usize].is_some())
             .map(|i| part_size.min(size - i * part_size))

@@ -77,6 +77,8 @@ pub mod exit {
     pub const LOCAL_IO: i32 = 7;
     pub const CONFLICT: i32 = 8;
     pub const SERVER: i32 = 9;
+    /// Ctrl-C, as shells report a SIGINT.
+    pub const INTERRUPTED: i32 = 130;
 }
 
 fn exit_code(e: &Error) -> i32 {
@@ -89,6 +91,7 @@ fn exit_code(e: &Error) -> i32 {
             _ => exit::OTHER,
         },
         Error::Invalid(m) if m.contains("OSS_ACCESS_KEY_ID") => exit::ACCESS,
+        Error::Invalid(m) if m.starts_with("interrupted") => exit::INTERRUPTED,
         Error::Integrity(_) => exit::INTEGRITY,
         Error::Transport(_) => exit::NETWORK,
         Error::Io { .. } => exit::LOCAL_IO,
@@ -238,12 +241,27 @@ pub async fn cp(g: &Global, a: CpArgs) -> i32 {
                         .unwrap_or_default();
                     key.push_str(&name);
                 }
-                let mut up = kura_client::Uploader::new(client, opts);
+                let checkpointed = opts.checkpoint != Checkpoint::Off;
+                let mut up = kura_client::Uploader::new(client.clone(), opts);
                 if let Some(p) = progress_sink(g, format!("{} -> oss://{bucket}/{key}", a.src)) {
                     up = up.on_progress(p);
                 }
-                let r = up.upload_file(src, &bucket, &key).await?;
-                Ok(report_json(&r, "upload"))
+                let active = up.active_upload();
+                tokio::select! {
+                    r = up.upload_file(src, &bucket, &key) => Ok(report_json(&r?, "upload")),
+                    _ = tokio::signal::ctrl_c() => {
+                        // Without a checkpoint nobody can resume it: abort what was started.
+                        let id = active.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                        match id {
+                            Some(id) if !checkpointed => {
+                                let _ = client.abort_multipart_upload(&bucket, &key, &id).await;
+                                Err(Error::Invalid("interrupted; the upload was aborted".into()))
+                            }
+                            Some(_) => Err(Error::Invalid("interrupted; run the same command again to resume".into())),
+                            None => Err(Error::Invalid("interrupted".into())),
+                        }
+                    }
+                }
             }
             (true, false) => {
                 let (bucket, key) = parse_oss(&a.src)?;

@@ -550,3 +550,52 @@ fn corruption_in_transit_on_upload_is_detected() {
     assert!(rt.block_on(c.head_object("transit", "f")).is_err());
     assert!(rt.block_on(c.list_all_uploads("transit", "")).unwrap().is_empty());
 }
+
+#[test]
+fn ctrl_c_without_a_checkpoint_aborts_the_upload() {
+    let s = start();
+    assert!(run(&s, &["mb", "oss://intr"]).status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("f");
+    write_random(&src, 32 * 1024 * 1024, 8);
+    let child = kura(
+        &s,
+        &[
+            "cp",
+            src.to_str().unwrap(),
+            "oss://intr/f",
+            "--part-size",
+            "128K",
+            "--jobs",
+            "1",
+            "--no-resume",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = client(&s);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "the upload never got going");
+        let uploads = rt.block_on(c.list_all_uploads("intr", "")).unwrap();
+        if let Some(u) = uploads.first() {
+            if rt.block_on(c.list_all_parts("intr", "f", &u.upload_id)).unwrap().len() >= 3 {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // SAFETY: sending SIGINT to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        rt.block_on(c.list_all_uploads("intr", "")).unwrap().is_empty(),
+        "the upload was aborted"
+    );
+}
