@@ -57,6 +57,24 @@ fn client(s: &Server) -> Client {
     .unwrap()
 }
 
+/// Waits until the server holds at least `n` parts of the only upload of `bucket`/`key`.
+fn wait_for_parts(s: &Server, bucket: &str, key: &str, n: usize) -> usize {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = client(s);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "the upload never got going");
+        let uploads = rt.block_on(c.list_all_uploads(bucket, key)).unwrap();
+        if let Some(u) = uploads.first() {
+            let have = rt.block_on(c.list_all_parts(bucket, key, &u.upload_id)).unwrap().len();
+            if have >= n {
+                return have;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 #[test]
 fn round_trips_at_part_boundaries() {
     let s = start();
@@ -128,24 +146,7 @@ fn upload_then_kill(s: &Server, src: &Path, key: &str, ckpt: &Path) -> usize {
     .stderr(Stdio::null())
     .spawn()
     .unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let c = client(s);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let parts = loop {
-        assert!(Instant::now() < deadline, "the upload never got going");
-        let uploads = rt.block_on(c.list_all_uploads("resume", key)).unwrap();
-        if let Some(u) = uploads.first() {
-            let parts = rt.block_on(c.list_all_parts("resume", key, &u.upload_id)).unwrap();
-            if parts.len() >= 5 {
-                break parts.len();
-            }
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the upload finished before it could be interrupted"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    };
+    let parts = wait_for_parts(s, "resume", key, 5);
     child.kill().unwrap();
     child.wait().unwrap();
     parts
@@ -355,22 +356,7 @@ fn a_file_changing_during_upload_fails_and_leaves_nothing() {
     .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let c = client(&s);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(Instant::now() < deadline, "the upload never got going");
-        let uploads = rt.block_on(c.list_all_uploads("moving", "")).unwrap();
-        if let Some(u) = uploads.first() {
-            if rt
-                .block_on(c.list_all_parts("moving", "f", &u.upload_id))
-                .unwrap()
-                .len()
-                >= 3
-            {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_parts(&s, "moving", "f", 3);
     // Someone appends to the file mid-upload.
     use std::io::Write;
     std::fs::OpenOptions::new()
@@ -577,17 +563,7 @@ fn ctrl_c_without_a_checkpoint_aborts_the_upload() {
     .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let c = client(&s);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(Instant::now() < deadline, "the upload never got going");
-        let uploads = rt.block_on(c.list_all_uploads("intr", "")).unwrap();
-        if let Some(u) = uploads.first() {
-            if rt.block_on(c.list_all_parts("intr", "f", &u.upload_id)).unwrap().len() >= 3 {
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_parts(&s, "intr", "f", 3);
     // SAFETY: sending SIGINT to our own child process.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
