@@ -570,3 +570,43 @@ async fn s3_signed_streaming_upload_and_payload_hash() {
     let (rb, ..) = s3_put(&s, &amz_now(), "/stream/hashed", &[], &right, b"the body".to_vec());
     ok(rb).await;
 }
+
+#[tokio::test]
+async fn virtual_host_addressing_with_domain() {
+    use kura_proto::sigv4;
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::start_with(dir.path(), &["--domain", "example.local"]);
+    ok(s.v4(Method::PUT, Some("vhost"), None, &[])).await;
+    // S3 with the bucket in the Host: PUT http://vhost.example.local/dir/key.
+    let stamp = timefmt::iso8601_basic(timefmt::now_millis());
+    let host = format!("vhost.example.local:{}", s.port);
+    let body = b"addressed by host".to_vec();
+    let sha = sigv4::sha256_hex(&body);
+    let headers = vec![
+        ("host".to_string(), host.clone()),
+        ("x-amz-content-sha256".to_string(), sha.clone()),
+        ("x-amz-date".to_string(), stamp.clone()),
+    ];
+    let signed: Vec<String> = headers.iter().map(|(n, _)| n.clone()).collect();
+    let cr = sigv4::canonical_request("PUT", &sigv4::canonical_uri("/dir/key"), "", &headers, &signed, &sha).unwrap();
+    let scope = sigv4::scope(&stamp[..8], "us-east-1", "s3");
+    let key = sigv4::signing_key(SK, &stamp[..8], "us-east-1", "s3");
+    let sig = sigv4::sign(&key, &sigv4::string_to_sign(&stamp, &scope, &cr));
+    let r = reqwest::Client::new()
+        .put(s.url("/dir/key"))
+        .header("host", host)
+        .header("x-amz-content-sha256", sha)
+        .header("x-amz-date", stamp)
+        .header(
+            "authorization",
+            format!(
+                "AWS4-HMAC-SHA256 Credential={AK}/{scope},SignedHeaders={},Signature={sig}",
+                signed.join(";")
+            ),
+        )
+        .body(body.clone());
+    ok(r).await;
+    // The same object, path-style.
+    let got = ok(s.v4(Method::GET, Some("vhost"), Some("dir/key"), &[])).await;
+    assert_eq!(got.bytes().await.unwrap().as_ref(), body.as_slice());
+}

@@ -29,6 +29,11 @@ pub fn start() -> Server {
 
 /// Starts a server on an existing data directory (which the caller keeps).
 pub fn start_in(dir: &std::path::Path) -> Server {
+    start_with(dir, &[])
+}
+
+/// Starts a server on an existing data directory with extra `kura serve` flags.
+pub fn start_with(dir: &std::path::Path, extra: &[&str]) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -38,6 +43,7 @@ pub fn start_in(dir: &std::path::Path) -> Server {
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
         .arg(dir)
         .args(["--access-key-id", AK, "--access-key-secret", SK])
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
