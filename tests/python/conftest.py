@@ -49,7 +49,8 @@ def server():
     log = open(os.path.join(data_dir, "server.log"), "w")
     proc = subprocess.Popen(
         [binary, "serve", "--listen", f"127.0.0.1:{port}", "--data", data_dir,
-         "--access-key-id", AK, "--access-key-secret", SK, "--deletion-grace-secs", "0"],
+         "--access-key-id", AK, "--access-key-secret", SK, "--deletion-grace-secs", "0",
+         "--max-buckets", "1000"],
         stdout=subprocess.PIPE, stderr=log, text=True,
     )
     # The server prints its address once it accepts connections.

@@ -39,6 +39,12 @@ pub enum Code {
     MethodNotAllowed,
     NotImplemented,
     InternalError,
+    /// S3: a presigned URL's X-Amz-* parameters are malformed or out of range.
+    AuthorizationQueryParametersError,
+    /// User metadata over the dialect's limit (OSS 8 KiB, S3 2 KiB).
+    MetadataTooLarge,
+    /// S3: GET/HEAD `partNumber` past the object's last part.
+    InvalidPartNumber,
 }
 
 impl Code {
@@ -78,6 +84,9 @@ impl Code {
             Code::MethodNotAllowed => "MethodNotAllowed",
             Code::NotImplemented => "NotImplemented",
             Code::InternalError => "InternalError",
+            Code::AuthorizationQueryParametersError => "AuthorizationQueryParametersError",
+            Code::MetadataTooLarge => "MetadataTooLarge",
+            Code::InvalidPartNumber => "InvalidPartNumber",
         }
     }
 
@@ -95,7 +104,7 @@ impl Code {
             Code::MissingContentLength => 411,
             Code::PreconditionFailed => 412,
             Code::NotModified => 304,
-            Code::InvalidRange => 416,
+            Code::InvalidRange | Code::InvalidPartNumber => 416,
             Code::MethodNotAllowed => 405,
             Code::NotImplemented => 501,
             Code::InternalError => 500,
@@ -139,6 +148,9 @@ impl Code {
             Code::MethodNotAllowed => "The specified method is not allowed against this resource.",
             Code::NotImplemented => "A header or operation you provided implies functionality that is not implemented.",
             Code::InternalError => "We encountered an internal error. Please try again.",
+            Code::AuthorizationQueryParametersError => "The X-Amz-* query parameters of this presigned request are not valid.",
+            Code::MetadataTooLarge => "Your metadata headers exceed the maximum allowed metadata size.",
+            Code::InvalidPartNumber => "The requested partnumber is not satisfiable",
         }
     }
 }
@@ -153,6 +165,8 @@ pub struct Detail {
     pub server_time: Option<String>,
     pub string_to_sign: Option<String>,
     pub access_key_id: Option<String>,
+    /// S3: the `x-amz-*` headers a signature left out (`HeadersNotSigned`).
+    pub headers_not_signed: Option<String>,
 }
 
 /// An error as the client will see it: code, message and the optional detail elements.

@@ -314,6 +314,8 @@ pub struct ErrorBody {
     pub string_to_sign: Option<String>,
     #[serde(rename = "AWSAccessKeyId", skip_serializing_if = "Option::is_none")]
     pub access_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers_not_signed: Option<String>,
     pub resource: String,
     pub request_id: String,
     pub host_id: String,

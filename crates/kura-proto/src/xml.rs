@@ -18,6 +18,56 @@ pub fn from_xml<'de, T: Deserialize<'de>>(text: &'de str) -> Result<T, String> {
     quick_xml::de::from_str(text).map_err(|e| e.to_string())
 }
 
+/// Parses a request body strictly: UTF-8 without NUL bytes, exactly one root element named
+/// `root` (a namespace prefix or `xmlns` is allowed), and nothing after it but white space,
+/// comments and processing instructions. serde alone ignores the root's name and whatever
+/// follows the root, so a body meant for another call, or two bodies glued together, would
+/// otherwise be read as this one.
+pub fn from_request_xml<T: for<'de> Deserialize<'de>>(raw: &[u8], root: &str) -> Result<T, String> {
+    use quick_xml::events::Event;
+    let text = std::str::from_utf8(raw).map_err(|_| "the body is not UTF-8".to_string())?;
+    if text.contains('\0') {
+        return Err("the body holds a NUL byte".into());
+    }
+    let mut reader = quick_xml::Reader::from_str(text);
+    reader.config_mut().check_end_names = true;
+    let mut depth = 0usize;
+    let mut roots = 0usize;
+    loop {
+        let event = reader.read_event().map_err(|e| e.to_string())?;
+        match &event {
+            Event::Start(e) | Event::Empty(e) if depth == 0 => {
+                roots += 1;
+                if roots > 1 {
+                    return Err("more than one root element".into());
+                }
+                if e.local_name().into_inner() != root {
+                    return Err(format!("the root element is not {root}"));
+                }
+                // An empty root opens nothing; a start tag opens one level.
+                if matches!(event, Event::Start(_)) {
+                    depth += 1;
+                }
+            }
+            Event::Start(_) => depth += 1,
+            Event::End(_) => depth = depth.saturating_sub(1),
+            Event::Text(t) if depth == 0 && !t.clone().into_inner().chars().all(char::is_whitespace) => {
+                return Err("text outside the root element".into())
+            }
+            Event::CData(_) | Event::GeneralRef(_) if depth == 0 => {
+                return Err("content outside the root element".into())
+            }
+            Event::DocType(_) => return Err("a DOCTYPE is not allowed".into()),
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if roots != 1 || depth != 0 {
+        return Err("the body is not one complete element".into());
+    }
+    quick_xml::de::from_str(text).map_err(|e| e.to_string())
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct Owner {
@@ -343,6 +393,33 @@ pub struct DeleteResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strict_request_bodies() {
+        let ok = b"<?xml version=\"1.0\"?>\n<Delete><Quiet>true</Quiet><Object><Key>a</Key></Object></Delete>\n";
+        let d: Delete = from_request_xml(ok, "Delete").unwrap();
+        assert_eq!(d.objects.len(), 1);
+        let ns = b"<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Object><Key>a</Key></Object></Delete>";
+        assert!(from_request_xml::<Delete>(ns, "Delete").is_ok());
+        for bad in [
+            &b"<Other><Object><Key>a</Key></Object></Other>"[..],
+            b"<Delete><Object><Key>a</Key></Object></Delete>trailing",
+            b"<Delete><Object><Key>a</Key></Object></Delete><Delete></Delete>",
+            b"<Delete><Object><Key>a\0</Key></Object></Delete>",
+            b"<Delete><Object><Key>a</Key></Object>",
+            b"<Delete><Object><Key>a</Key></Wrong></Delete>",
+            b"",
+            b"   ",
+            b"<!DOCTYPE x [<!ENTITY e \"x\">]><Delete/>",
+            b"\xff<Delete/>",
+        ] {
+            assert!(
+                from_request_xml::<Delete>(bad, "Delete").is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 
     #[test]
     fn list_parts_shape() {

@@ -17,6 +17,83 @@ pub enum Principal {
     Anonymous,
 }
 
+/// How the request body is covered by the signature.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// `UNSIGNED-PAYLOAD`, a presigned URL, or an anonymous request.
+    Unsigned,
+    /// A SHA-256 the body must match (S3 `x-amz-content-sha256`, OSS `x-oss-content-sha256`).
+    Sha256(Vec<u8>),
+    /// S3 aws-chunked framing; with `signing` each chunk carries a chained signature.
+    Chunked {
+        signing: Option<ChunkSigning>,
+        trailer: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ChunkSigning {
+    pub key: [u8; 32],
+    pub timestamp: String,
+    pub scope: String,
+    pub seed: String,
+}
+
+/// Who is asking and what their signature covers.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub principal: Principal,
+    pub payload: Payload,
+    /// The signature verified only with empty-valued `x-oss-*` headers left out (as the C++
+    /// SDK signs): those headers are then not covered and must not act, so the pipeline
+    /// removes them before routing.
+    pub empty_headers_unsigned: bool,
+}
+
+impl Authenticated {
+    pub fn anonymous(payload: Payload) -> Self {
+        Authenticated {
+            principal: Principal::Anonymous,
+            payload,
+            empty_headers_unsigned: false,
+        }
+    }
+    pub fn root(payload: Payload) -> Self {
+        Authenticated {
+            principal: Principal::Root,
+            payload,
+            empty_headers_unsigned: false,
+        }
+    }
+}
+
+/// Checks a body read whole (XML) against the signed payload hash, if there is one.
+pub fn check_payload(payload: &Payload, body: &[u8]) -> Result<()> {
+    use sha2::{Digest, Sha256};
+    if let Payload::Sha256(expected) = payload {
+        if Sha256::digest(body).as_slice() != expected.as_slice() {
+            return Err(Error::new(Code::XAmzContentSHA256Mismatch));
+        }
+    }
+    Ok(())
+}
+
+/// `x-oss-content-sha256`: `UNSIGNED-PAYLOAD` (what the SDKs send) or the body's SHA-256 in
+/// hex, which the signature then covers and the body must match.
+fn oss_payload(ctx: &Ctx) -> Result<Payload> {
+    match ctx.header("x-oss-content-sha256").map(str::trim) {
+        None | Some("UNSIGNED-PAYLOAD") => Ok(Payload::Unsigned),
+        Some(h) if h.len() == 64 => hex::decode(h)
+            .map(Payload::Sha256)
+            .map_err(|_| Error::invalid_argument("x-oss-content-sha256 is not valid.", "x-oss-content-sha256", h)),
+        Some(h) => Err(Error::invalid_argument(
+            "x-oss-content-sha256 must be UNSIGNED-PAYLOAD or a SHA-256 in hex.",
+            "x-oss-content-sha256",
+            h,
+        )),
+    }
+}
+
 #[derive(Clone)]
 pub struct Credentials {
     pub access_key_id: String,
@@ -58,25 +135,33 @@ fn secret_for<'a>(creds: &'a Credentials, ak: &str) -> Result<&'a str> {
     }
 }
 
-pub fn authenticate(ctx: &Ctx, creds: &Credentials) -> Result<Principal> {
+pub fn authenticate(ctx: &Ctx, creds: &Credentials) -> Result<Authenticated> {
+    let payload = oss_payload(ctx)?;
+    let root = |p: Payload| Authenticated::root(p);
     if let Some(auth) = ctx.header("authorization") {
         if let Some(rest) = auth.strip_prefix("OSS ") {
-            return v1_header(ctx, creds, rest);
+            return v1_header(ctx, creds, rest).map(|_| root(payload));
         }
-        if auth.starts_with("OSS4-HMAC-SHA256") {
-            return v4_header(ctx, creds, auth);
+        if auth.starts_with("OSS4-HMAC-SHA256 ") {
+            return v4_header(ctx, creds, auth).map(|dropped| Authenticated {
+                empty_headers_unsigned: dropped,
+                ..root(payload)
+            });
         }
         return Err(access_denied(
             "The authorization scheme is not supported; use OSS or OSS4-HMAC-SHA256.",
         ));
     }
     if ctx.query_raw("x-oss-signature-version").is_some() || ctx.query_raw("x-oss-signature").is_some() {
-        return v4_presigned(ctx, creds);
+        return v4_presigned(ctx, creds).map(|dropped| Authenticated {
+            empty_headers_unsigned: dropped,
+            ..root(Payload::Unsigned)
+        });
     }
     if ctx.query_raw("OSSAccessKeyId").is_some() || ctx.query_raw("Signature").is_some() {
-        return v1_presigned(ctx, creds);
+        return v1_presigned(ctx, creds).map(|_| root(Payload::Unsigned));
     }
-    Ok(Principal::Anonymous)
+    Ok(Authenticated::anonymous(payload))
 }
 
 fn v1_header(ctx: &Ctx, creds: &Credentials, rest: &str) -> Result<Principal> {
@@ -119,7 +204,8 @@ fn v1_presigned(ctx: &Ctx, creds: &Credentials) -> Result<Principal> {
 }
 
 /// Checks a V4 signature; tries once more without empty-valued headers, which the C++ SDK
-/// leaves out of its canonical request.
+/// leaves out of its canonical request. Returns whether that second form matched (the empty
+/// headers are then not covered by the signature).
 #[allow(clippy::too_many_arguments)]
 fn verify_v4(
     ctx: &Ctx,
@@ -132,7 +218,13 @@ fn verify_v4(
     additional: &[String],
     hashed_payload: &str,
     signature: &str,
-) -> Result<Principal> {
+) -> Result<bool> {
+    if product != "oss" {
+        return Err(access_denied("The credential scope must name the oss product."));
+    }
+    if !timestamp.starts_with(date) {
+        return Err(access_denied("The credential date does not match the request time."));
+    }
     let uri = sign::v4_canonical_uri(ctx.bucket.as_deref(), ctx.key.as_deref());
     let query = sign::v4_canonical_query(&ctx.query);
     let scope = sign::v4_scope(date, region, product);
@@ -149,18 +241,38 @@ fn verify_v4(
         );
         let sts = sign::v4_string_to_sign(timestamp, &scope, &cr);
         if sign::signatures_equal(&sign::v4_signature(secret, date, region, product, &sts), signature) {
-            return Ok(Principal::Root);
+            return Ok(drop_empty
+                && ctx
+                    .headers
+                    .iter()
+                    .any(|(n, v)| n.starts_with("x-oss-") && v.trim().is_empty()));
         }
         first_sts.get_or_insert(sts);
     }
     Err(mismatch(first_sts.unwrap_or_default(), ak))
 }
 
+/// A presigned URL's validity in seconds: a positive whole number up to 7 days. Zero or a
+/// negative number can never be valid (403); more than 7 days, or not a number, is a
+/// malformed URL (400 with `malformed`, the dialect's code).
+pub fn presign_expiry(raw: Option<&str>, name: &str, malformed: Code) -> Result<u64> {
+    let raw = raw.map(str::trim).unwrap_or("");
+    match raw.parse::<i64>() {
+        Ok(v) if v <= 0 => Err(access_denied("Request has expired.")),
+        Ok(v) if v as u64 <= MAX_PRESIGN_SECS => Ok(v as u64),
+        Ok(_) => Err(Error::msg(
+            malformed,
+            format!("{name} must be less than a week (in seconds) that is 604800"),
+        )),
+        Err(_) => Err(Error::msg(malformed, format!("{name} should be a number"))),
+    }
+}
+
 fn v4_time(raw: &str) -> Option<u64> {
     timefmt::parse_iso8601_basic(raw).or_else(|| timefmt::parse_http_date(raw))
 }
 
-fn v4_header(ctx: &Ctx, creds: &Credentials, auth: &str) -> Result<Principal> {
+fn v4_header(ctx: &Ctx, creds: &Credentials, auth: &str) -> Result<bool> {
     let a = sign::parse_v4_authorization(auth)
         .ok_or_else(|| access_denied("The OSS4-HMAC-SHA256 Authorization header is malformed."))?;
     let secret = secret_for(creds, &a.access_key_id)?;
@@ -186,7 +298,7 @@ fn v4_header(ctx: &Ctx, creds: &Credentials, auth: &str) -> Result<Principal> {
     )
 }
 
-fn v4_presigned(ctx: &Ctx, creds: &Credentials) -> Result<Principal> {
+fn v4_presigned(ctx: &Ctx, creds: &Credentials) -> Result<bool> {
     if ctx.query_raw("x-oss-signature-version") != Some("OSS4-HMAC-SHA256") {
         return Err(access_denied("x-oss-signature-version must be OSS4-HMAC-SHA256."));
     }
@@ -199,11 +311,7 @@ fn v4_presigned(ctx: &Ctx, creds: &Credentials) -> Result<Principal> {
     if !timestamp.starts_with(&date) {
         return Err(access_denied("x-oss-date does not match the credential date."));
     }
-    let expires: u64 = ctx
-        .query_raw("x-oss-expires")
-        .and_then(|v| v.parse().ok())
-        .filter(|v| (1..=MAX_PRESIGN_SECS).contains(v))
-        .ok_or_else(|| access_denied("x-oss-expires must be between 1 and 604800 seconds."))?;
+    let expires = presign_expiry(ctx.query_raw("x-oss-expires"), "x-oss-expires", Code::InvalidArgument)?;
     let now = now_secs();
     if now + MAX_SKEW_SECS < t {
         return Err(skewed());

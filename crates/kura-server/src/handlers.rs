@@ -12,9 +12,9 @@ use kura_proto::etag;
 use kura_proto::timefmt::{http_date, iso8601, parse_http_date};
 use kura_proto::xml::*;
 
-use crate::auth::{self, Credentials, Principal};
+use crate::auth::{Authenticated, Credentials, Payload, Principal};
 use crate::render::{self, set, set_dynamic, Resp};
-use crate::request::{read_small, Ctx, HyperBody, MAX_XML_BODY};
+use crate::request::{read_xml_body, Ctx, HyperBody};
 
 pub struct State {
     pub kura: Arc<Kura>,
@@ -146,9 +146,19 @@ fn write_options(ctx: &Ctx) -> Result<WriteOptions> {
         acl: header_acl(ctx, "x-oss-object-acl")?.unwrap_or_default(),
         storage_class: ctx.header("x-oss-storage-class").unwrap_or("Standard").to_string(),
         condition: forbid_condition(ctx),
-        checks: BodyChecks {
-            content_md5: content_md5(ctx)?,
-            ..Default::default()
+        checks: body_checks(ctx)?,
+        ..Default::default()
+    })
+}
+
+/// What a streamed OSS body is checked against: Content-MD5, and the signed SHA-256 when
+/// `x-oss-content-sha256` names one.
+fn body_checks(ctx: &Ctx) -> Result<BodyChecks> {
+    Ok(BodyChecks {
+        content_md5: content_md5(ctx)?,
+        payload_sha256: match &ctx.payload {
+            Payload::Sha256(h) => Some(h.clone()),
+            _ => None,
         },
         ..Default::default()
     })
@@ -219,8 +229,8 @@ fn check_sub_resources(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-pub async fn route(st: &State, ctx: &Ctx, body: HyperBody, host: &str) -> Result<Resp> {
-    let principal = auth::authenticate(ctx, &st.creds)?;
+pub async fn route(st: &State, ctx: &Ctx, authn: &Authenticated, body: HyperBody, host: &str) -> Result<Resp> {
+    let principal = authn.principal.clone();
     check_sub_resources(ctx)?;
     let m = ctx.method.as_str();
     let Some(bucket) = ctx.bucket.as_deref() else {
@@ -262,10 +272,10 @@ async fn bucket_op(
                 };
             // The optional body is a CreateBucketConfiguration (its storage class is not kept).
             // Anything else is refused: it may be an object upload aimed at the wrong address.
-            let raw = read_small(&mut body, MAX_XML_BODY).await?;
+            let raw = read_xml_body(&mut body, ctx).await?;
             if !raw.iter().all(u8::is_ascii_whitespace) {
-                let text = std::str::from_utf8(&raw).map_err(|_| Error::new(Code::MalformedXML))?;
-                from_xml::<CreateBucketConfiguration>(text).map_err(|_| Error::new(Code::MalformedXML))?;
+                from_request_xml::<CreateBucketConfiguration>(&raw, "CreateBucketConfiguration")
+                    .map_err(|_| Error::new(Code::MalformedXML))?;
             }
             if ctx.has_query("acl") {
                 let acl = acl.ok_or_else(|| Error::invalid_argument("x-oss-acl is required", "x-oss-acl", ""))?;
@@ -384,19 +394,8 @@ async fn object_op(
                     return upload_part_copy(st, ctx, bucket, key, upload_id, part).await;
                 }
                 check_content_length(ctx, st)?;
-                let md5 = content_md5(ctx)?;
                 let rec = k
-                    .upload_part(
-                        bucket,
-                        key,
-                        upload_id,
-                        part,
-                        &mut body,
-                        BodyChecks {
-                            content_md5: md5,
-                            ..Default::default()
-                        },
-                    )
+                    .upload_part(bucket, key, upload_id, part, &mut body, body_checks(ctx)?)
                     .await?;
                 let mut r = render::empty(200);
                 set(&mut r, "etag", etag::quoted(&rec.etag));
@@ -614,10 +613,9 @@ async fn list_objects(st: &State, ctx: &Ctx, bucket: &str) -> Result<Resp> {
 }
 
 async fn delete_objects(st: &State, ctx: &Ctx, bucket: &str, mut body: HyperBody) -> Result<Resp> {
-    let raw = read_small(&mut body, MAX_XML_BODY).await?;
+    let raw = read_xml_body(&mut body, ctx).await?;
     check_xml_md5(ctx, &raw)?;
-    let text = std::str::from_utf8(&raw).map_err(|_| Error::new(Code::MalformedXML))?;
-    let req: Delete = from_xml(text).map_err(|_| Error::new(Code::MalformedXML))?;
+    let req: Delete = from_request_xml(&raw, "Delete").map_err(|_| Error::new(Code::MalformedXML))?;
     if req.objects.is_empty() || req.objects.len() > 1000 {
         return Err(Error::msg(
             Code::MalformedXML,
@@ -897,7 +895,7 @@ async fn complete_upload(
     mut body: HyperBody,
     host: &str,
 ) -> Result<Resp> {
-    let raw = read_small(&mut body, MAX_XML_BODY).await?;
+    let raw = read_xml_body(&mut body, ctx).await?;
     let complete_all = ctx
         .header("x-oss-complete-all")
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("yes"));
@@ -950,13 +948,16 @@ fn complete_selection(ctx: &Ctx, raw: &[u8], complete_all: bool) -> Result<PartS
         return Ok(PartSelection::All);
     }
     check_xml_md5(ctx, raw)?;
-    let text = std::str::from_utf8(raw).map_err(|_| Error::new(Code::MalformedXML))?;
-    let req: CompleteMultipartUpload = from_xml(text).map_err(|_| Error::new(Code::MalformedXML))?;
+    let req: CompleteMultipartUpload =
+        from_request_xml(raw, "CompleteMultipartUpload").map_err(|_| Error::new(Code::MalformedXML))?;
     if req.parts.len() > 10_000 {
         return Err(Error::msg(Code::MalformedXML, "A Complete lists at most 10000 parts."));
     }
     let mut parts = Vec::with_capacity(req.parts.len());
     for p in &req.parts {
+        if p.part_number.trim().parse::<i64>().is_err() {
+            return Err(Error::msg(Code::MalformedXML, "PartNumber must be an integer."));
+        }
         let number = check_part_number(p.part_number.trim()).map_err(|_| {
             Error::msg(
                 Code::InvalidPartOrder,

@@ -44,11 +44,27 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<render:
     let s3 = ctx.as_ref().is_ok_and(s3::auth::is_s3);
     let body = request::HyperBody(body);
     let mut resp = match ctx {
-        Ok(ctx) => {
-            let result = if s3 {
-                s3::handlers::route(&state, &ctx, body, &host).await
+        Ok(mut ctx) => {
+            let authenticated = if s3 {
+                s3::auth::authenticate(&ctx, &state.creds)
             } else {
-                handlers::route(&state, &ctx, body, &host).await
+                auth::authenticate(&ctx, &state.creds)
+            };
+            let result = match authenticated {
+                Err(e) => Err(e),
+                Ok(a) => {
+                    ctx.payload = a.payload.clone();
+                    if a.empty_headers_unsigned {
+                        // Not covered by the signature, so they must not act.
+                        ctx.headers
+                            .retain(|(n, v)| !(n.starts_with("x-oss-") && v.trim().is_empty()));
+                    }
+                    if s3 {
+                        s3::handlers::route(&state, &ctx, &a, body, &host).await
+                    } else {
+                        handlers::route(&state, &ctx, &a, body, &host).await
+                    }
+                }
             };
             match result {
                 Ok(r) => r,

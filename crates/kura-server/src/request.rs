@@ -7,6 +7,8 @@ use hyper::body::Incoming;
 use kura_core::{BodySource, Code, Error, Result};
 use kura_proto::encode;
 
+use crate::auth::Payload;
+
 /// Largest XML request body (a 10,000-part Complete is about 1 MB).
 pub const MAX_XML_BODY: usize = 4 * 1024 * 1024;
 
@@ -21,6 +23,8 @@ pub struct Ctx {
     pub query: Vec<(String, String)>,
     /// Lowercase names, values as received.
     pub headers: Vec<(String, String)>,
+    /// What the signature says of the body; set once the request is authenticated.
+    pub payload: Payload,
 }
 
 impl Ctx {
@@ -119,6 +123,7 @@ pub fn parse(parts: &http::request::Parts, domain: Option<&str>) -> Result<Ctx> 
         key,
         query,
         headers,
+        payload: Payload::Unsigned,
     })
 }
 
@@ -154,7 +159,15 @@ impl BodySource for HyperBody {
     }
 }
 
-/// Reads a small body (XML) whole, refusing more than `limit` bytes.
+/// Reads an XML request body whole (at most [`MAX_XML_BODY`]) and checks it against the
+/// signed payload hash, when the signature names one.
+pub async fn read_xml_body(body: &mut impl BodySource, ctx: &Ctx) -> Result<Bytes> {
+    let raw = read_small(body, MAX_XML_BODY).await?;
+    crate::auth::check_payload(&ctx.payload, &raw)?;
+    Ok(raw)
+}
+
+/// Reads a small body whole, refusing more than `limit` bytes.
 pub async fn read_small(body: &mut impl BodySource, limit: usize) -> Result<Bytes> {
     let mut buf = BytesMut::new();
     while let Some(chunk) = body.next_chunk().await {

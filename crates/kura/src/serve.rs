@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// theirs regardless).
     #[arg(long, default_value_t = 60)]
     pub deletion_grace_secs: u64,
+    /// Most buckets the server holds (OSS allows 100 per account).
+    #[arg(long, default_value_t = 100)]
+    pub max_buckets: usize,
 }
 
 const CREDENTIALS_FILE: &str = "credentials";
@@ -94,6 +97,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let cfg = Config {
         region: args.region.clone(),
         deletion_grace: Duration::from_secs(args.deletion_grace_secs),
+        max_buckets: args.max_buckets,
         ..Config::default()
     };
     let kura =

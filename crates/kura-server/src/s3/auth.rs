@@ -4,30 +4,8 @@
 use kura_core::{Code, Error, Result};
 use kura_proto::{sigv4, timefmt};
 
-use crate::auth::{Credentials, Principal, MAX_PRESIGN_SECS, MAX_SKEW_SECS};
+use crate::auth::{presign_expiry, Authenticated, ChunkSigning, Credentials, Payload, Principal, MAX_SKEW_SECS};
 use crate::request::Ctx;
-
-/// How the request body is covered by the signature.
-#[derive(Debug, Clone)]
-pub enum Payload {
-    /// `UNSIGNED-PAYLOAD` (or a presigned URL).
-    Unsigned,
-    /// A SHA-256 the body must match.
-    Sha256(Vec<u8>),
-    /// aws-chunked framing; with `signing` each chunk carries a chained signature.
-    Chunked {
-        signing: Option<ChunkSigning>,
-        trailer: bool,
-    },
-}
-
-#[derive(Debug, Clone)]
-pub struct ChunkSigning {
-    pub key: [u8; 32],
-    pub timestamp: String,
-    pub scope: String,
-    pub seed: String,
-}
 
 fn now_secs() -> u64 {
     timefmt::now_millis() / 1000
@@ -66,18 +44,46 @@ pub fn is_s3(ctx: &Ctx) -> bool {
         || (ctx.header("authorization").is_none() && ctx.headers.iter().any(|(n, _)| n.starts_with("x-amz-")))
 }
 
-pub fn authenticate(ctx: &Ctx, creds: &Credentials) -> Result<(Principal, Payload)> {
+/// Every `x-amz-*` header acts (copy sources, ACLs, checksums, conditions), so a SigV4
+/// signature must cover each one present; otherwise anyone holding a presigned URL could add
+/// headers that change what the request does. (Signature V2 signs them all by construction.)
+fn check_all_signed(ctx: &Ctx, signed: &[String]) -> Result<()> {
+    let mut missing: Vec<&str> = ctx
+        .headers
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| n.starts_with("x-amz-") && !signed.iter().any(|s| s == n))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    missing.sort_unstable();
+    missing.dedup();
+    let list = missing.join(", ");
+    Err(Error::msg(
+        Code::AccessDenied,
+        "There were headers present in the request which were not signed",
+    )
+    .with(|d| d.headers_not_signed = Some(list)))
+}
+
+pub fn authenticate(ctx: &Ctx, creds: &Credentials) -> Result<Authenticated> {
     if let Some(auth) = ctx.header("authorization") {
         if let Some(rest) = auth.strip_prefix("AWS ") {
-            return v2_header(ctx, creds, rest).map(|p| (p, Payload::Unsigned));
+            return v2_header(ctx, creds, rest).map(|_| Authenticated::root(Payload::Unsigned));
         }
-        return header_auth(ctx, creds, auth);
+        if !auth.starts_with("AWS4-HMAC-SHA256 ") {
+            return Err(denied(
+                "The authorization scheme is not supported; use AWS4-HMAC-SHA256 or AWS.",
+            ));
+        }
+        return header_auth(ctx, creds, auth).map(|(_, payload)| Authenticated::root(payload));
     }
     if ctx.query_raw("X-Amz-Algorithm").is_some() || ctx.query_raw("X-Amz-Signature").is_some() {
-        return presigned(ctx, creds).map(|p| (p, Payload::Unsigned));
+        return presigned(ctx, creds).map(|_| Authenticated::root(Payload::Unsigned));
     }
     if ctx.query_raw("AWSAccessKeyId").is_some() {
-        return v2_presigned(ctx, creds).map(|p| (p, Payload::Unsigned));
+        return v2_presigned(ctx, creds).map(|_| Authenticated::root(Payload::Unsigned));
     }
     let payload = match ctx.header("x-amz-content-sha256") {
         Some(v) if v.starts_with("STREAMING-UNSIGNED-PAYLOAD") => Payload::Chunked {
@@ -86,7 +92,7 @@ pub fn authenticate(ctx: &Ctx, creds: &Credentials) -> Result<(Principal, Payloa
         },
         _ => Payload::Unsigned,
     };
-    Ok((Principal::Anonymous, payload))
+    Ok(Authenticated::anonymous(payload))
 }
 
 /// Signature Version 2 (what boto3 still uses for presigned URLs by default): the OSS V1
@@ -139,6 +145,7 @@ fn v2_presigned(ctx: &Ctx, creds: &Credentials) -> Result<Principal> {
 fn header_auth(ctx: &Ctx, creds: &Credentials, auth: &str) -> Result<(Principal, Payload)> {
     let a = sigv4::parse_authorization(auth)
         .ok_or_else(|| denied("The AWS4-HMAC-SHA256 Authorization header is malformed."))?;
+    check_scope(&a.service).map_err(|e| Error::msg(Code::AccessDenied, e.message))?;
     let secret = secret_for(creds, &a.access_key_id)?;
     let timestamp = ctx
         .header("x-amz-date")
@@ -150,6 +157,9 @@ fn header_auth(ctx: &Ctx, creds: &Credentials, auth: &str) -> Result<(Principal,
     if now_secs().abs_diff(t) > MAX_SKEW_SECS {
         return Err(Error::new(Code::RequestTimeTooSkewed)
             .with(|d| d.server_time = Some(timefmt::iso8601(timefmt::now_millis()))));
+    }
+    if !timestamp.starts_with(&a.date) {
+        return Err(denied("The credential date does not match the date of the request."));
     }
     let content_sha = ctx.header("x-amz-content-sha256").ok_or_else(|| {
         Error::msg(
@@ -198,6 +208,7 @@ fn header_auth(ctx: &Ctx, creds: &Credentials, auth: &str) -> Result<(Principal,
     if !kura_proto::sign::signatures_equal(&signature, &a.signature) {
         return Err(mismatch(sts, &a.access_key_id));
     }
+    check_all_signed(ctx, &a.signed_headers)?;
     let payload = match payload {
         Payload::Chunked {
             signing: Some(_),
@@ -221,16 +232,22 @@ fn presigned(ctx: &Ctx, creds: &Credentials) -> Result<Principal> {
         return Err(denied("X-Amz-Algorithm must be AWS4-HMAC-SHA256."));
     }
     let credential = ctx.query_raw("X-Amz-Credential").unwrap_or("");
+    let query_error = |m: &str| Error::msg(Code::AuthorizationQueryParametersError, m);
     let (ak, date, region, service) =
-        sigv4::parse_credential(credential).ok_or_else(|| denied("X-Amz-Credential is malformed."))?;
+        sigv4::parse_credential(credential).ok_or_else(|| query_error("X-Amz-Credential is malformed."))?;
+    check_scope(&service)?;
     let secret = secret_for(creds, &ak)?;
     let timestamp = ctx.query_raw("X-Amz-Date").unwrap_or("");
-    let t = timefmt::parse_iso8601_basic(timestamp).ok_or_else(|| denied("X-Amz-Date is malformed."))?;
-    let expires: u64 = ctx
-        .query_raw("X-Amz-Expires")
-        .and_then(|v| v.parse().ok())
-        .filter(|v| *v <= MAX_PRESIGN_SECS)
-        .ok_or_else(|| denied("X-Amz-Expires must be a number of seconds up to 604800."))?;
+    let t = timefmt::parse_iso8601_basic(timestamp)
+        .ok_or_else(|| query_error("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\""))?;
+    if !timestamp.starts_with(&date) {
+        return Err(query_error("The credential date does not match X-Amz-Date."));
+    }
+    let expires = presign_expiry(
+        ctx.query_raw("X-Amz-Expires"),
+        "X-Amz-Expires",
+        Code::AuthorizationQueryParametersError,
+    )?;
     let now = now_secs();
     if now + MAX_SKEW_SECS < t {
         return Err(denied("Request is not valid yet."));
@@ -257,9 +274,22 @@ fn presigned(ctx: &Ctx, creds: &Credentials) -> Result<Principal> {
     let scope = sigv4::scope(&date, &region, &service);
     let sts = sigv4::string_to_sign(timestamp, &scope, &cr);
     let key = sigv4::signing_key(secret, &date, &region, &service);
-    if kura_proto::sign::signatures_equal(&sigv4::sign(&key, &sts), ctx.query_raw("X-Amz-Signature").unwrap_or("")) {
-        Ok(Principal::Root)
+    if !kura_proto::sign::signatures_equal(&sigv4::sign(&key, &sts), ctx.query_raw("X-Amz-Signature").unwrap_or("")) {
+        return Err(mismatch(sts, &ak));
+    }
+    check_all_signed(ctx, &signed)?;
+    Ok(Principal::Root)
+}
+
+/// The credential scope's service must be `s3`: a signature made for another service is not
+/// one for this request.
+fn check_scope(service: &str) -> Result<()> {
+    if service == "s3" {
+        Ok(())
     } else {
-        Err(mismatch(sts, &ak))
+        Err(Error::msg(
+            Code::AuthorizationQueryParametersError,
+            format!("The credential scope names the service {service}; this is s3."),
+        ))
     }
 }

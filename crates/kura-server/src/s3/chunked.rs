@@ -9,7 +9,7 @@ use kura_proto::checksum::{self, Algorithm};
 use kura_proto::sigv4;
 use sha2::{Digest, Sha256};
 
-use super::auth::ChunkSigning;
+use crate::auth::ChunkSigning;
 
 /// Longest chunk header line and trailer section we accept.
 const MAX_LINE: usize = 4096;

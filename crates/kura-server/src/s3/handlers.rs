@@ -7,16 +7,16 @@ use kura_proto::checksum::{self, Algorithm};
 use kura_proto::encode::{decode_path, encode_component};
 use kura_proto::s3xml::{self as x, NS};
 use kura_proto::timefmt::{http_date, iso8601};
-use kura_proto::xml::{from_xml, CompleteMultipartUpload, Delete};
+use kura_proto::xml::{from_request_xml, CompleteMultipartUpload, CreateBucketConfiguration, Delete};
 
-use super::auth::{self, Payload};
 use super::chunked::AwsChunked;
 use crate::auth::Principal;
+use crate::auth::{Authenticated, Payload};
 use crate::handlers::{
     check_conditions, content_md5, is_true, parse_max, parse_range, require_root, stored_headers, State,
 };
 use crate::render::{self, set, Resp};
-use crate::request::{read_small, Ctx, HyperBody, MAX_XML_BODY};
+use crate::request::{read_xml_body, Ctx, HyperBody};
 
 /// S3 sub-resources this server does not implement: refused before anything changes.
 const UNSUPPORTED: &[&str] = &[
@@ -229,8 +229,8 @@ fn checksum_headers(r: &mut Resp, rec: &ObjectRecord) {
     }
 }
 
-pub async fn route(st: &State, ctx: &Ctx, body: HyperBody, host: &str) -> Result<Resp> {
-    let (p, payload) = auth::authenticate(ctx, &st.creds)?;
+pub async fn route(st: &State, ctx: &Ctx, authn: &Authenticated, body: HyperBody, host: &str) -> Result<Resp> {
+    let (p, payload) = (authn.principal.clone(), authn.payload.clone());
     for (name, value) in &ctx.query {
         if UNSUPPORTED.contains(&name.as_str()) || (name == "versionId" && value != "null") {
             return Err(Error::msg(
@@ -332,11 +332,15 @@ async fn bucket_op(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, mut body:
             require_root(p)?;
             let acl = canned_acl(ctx)?;
             // The optional CreateBucketConfiguration (LocationConstraint) is read and not kept.
-            let raw = read_small(&mut body, MAX_XML_BODY).await?;
+            let raw = read_xml_body(&mut body, ctx).await?;
             if ctx.has_query("acl") {
                 let acl = acl_from_request(acl, &raw)?;
                 k.set_bucket_acl(bucket, acl).await?;
                 return Ok(render::empty(200));
+            }
+            if !raw.iter().all(u8::is_ascii_whitespace) {
+                from_request_xml::<CreateBucketConfiguration>(&raw, "CreateBucketConfiguration")
+                    .map_err(|_| Error::new(Code::MalformedXML))?;
             }
             check_bucket_name(bucket)?;
             if k.bucket(bucket).await.is_ok() {
@@ -533,7 +537,7 @@ async fn list_versions(st: &State, ctx: &Ctx, b: &BucketRecord) -> Result<Resp> 
 }
 
 async fn delete_objects(st: &State, ctx: &Ctx, bucket: &str, mut body: S3Body) -> Result<Resp> {
-    let raw = read_small(&mut body, MAX_XML_BODY).await?;
+    let raw = read_xml_body(&mut body, ctx).await?;
     crate::handlers::check_xml_md5(ctx, &raw).map_err(s3_digest)?;
     for (name, value) in &ctx.headers {
         if let Some(a) = Algorithm::from_header(name) {
@@ -542,8 +546,7 @@ async fn delete_objects(st: &State, ctx: &Ctx, bucket: &str, mut body: S3Body) -
             }
         }
     }
-    let text = std::str::from_utf8(&raw).map_err(|_| Error::new(Code::MalformedXML))?;
-    let req: Delete = from_xml(text).map_err(|_| Error::new(Code::MalformedXML))?;
+    let req: Delete = from_request_xml(&raw, "Delete").map_err(|_| Error::new(Code::MalformedXML))?;
     if req.objects.is_empty() || req.objects.len() > 1000 {
         return Err(Error::msg(
             Code::MalformedXML,
@@ -631,7 +634,7 @@ async fn object_op(
         "PUT" => {
             if ctx.has_query("acl") {
                 require_root(p)?;
-                let raw = read_small(&mut body, MAX_XML_BODY).await?;
+                let raw = read_xml_body(&mut body, ctx).await?;
                 let acl = ObjectAcl::Set(acl_from_request(canned_acl(ctx)?, &raw)?);
                 k.set_object_acl(bucket, key, acl).await?;
                 return Ok(render::empty(200));
@@ -964,10 +967,10 @@ async fn complete(
     mut body: S3Body,
     host: &str,
 ) -> Result<Resp> {
-    let raw = read_small(&mut body, MAX_XML_BODY).await?;
+    let raw = read_xml_body(&mut body, ctx).await?;
     let parsed = (|| {
-        let text = std::str::from_utf8(&raw).map_err(|_| Error::new(Code::MalformedXML))?;
-        let req: CompleteMultipartUpload = from_xml(text).map_err(|_| Error::new(Code::MalformedXML))?;
+        let req: CompleteMultipartUpload =
+            from_request_xml(&raw, "CompleteMultipartUpload").map_err(|_| Error::new(Code::MalformedXML))?;
         if req.parts.is_empty() || req.parts.len() > 10_000 {
             return Err(Error::msg(
                 Code::MalformedXML,
@@ -976,6 +979,9 @@ async fn complete(
         }
         let mut parts = Vec::with_capacity(req.parts.len());
         for p in &req.parts {
+            if p.part_number.trim().parse::<i64>().is_err() {
+                return Err(Error::new(Code::MalformedXML));
+            }
             let n = check_part_number(p.part_number.trim()).map_err(|_| Error::new(Code::InvalidPartOrder))?;
             parts.push((n, kura_proto::etag::normalize(&p.etag)));
         }
@@ -1180,6 +1186,7 @@ pub fn error(e: &Error, request_id: &str, ctx: Option<&Ctx>, is_head: bool) -> R
         server_time: d.server_time.clone(),
         string_to_sign: d.string_to_sign.clone(),
         access_key_id: d.access_key_id.clone(),
+        headers_not_signed: d.headers_not_signed.clone(),
         resource: ctx
             .map(|c| c.path.clone())
             .unwrap_or_default()

@@ -1,0 +1,161 @@
+"""What a signature covers: nothing outside it may act. Attacks as a holder of a presigned URL
+or a man in the middle would try them, with boto3 and oss2 doing the signing."""
+import hashlib
+
+import oss2
+import pytest
+import requests
+from botocore.exceptions import ClientError
+
+from conftest import AK, SK, new_name, raw_request
+from test_s3 import code, s3client
+
+
+@pytest.fixture
+def s3(server):
+    """Signs with SigV4 everywhere, presigned URLs included (boto3's default for those is V2,
+    which signs every x-amz-* header by construction)."""
+    return s3client(server, signature_version="s3v4")
+
+
+@pytest.fixture
+def private_and_public(s3):
+    private, public = new_name("priv"), new_name("pub")
+    s3.create_bucket(Bucket=private)
+    s3.create_bucket(Bucket=public, ACL="public-read")
+    s3.put_object(Bucket=private, Key="secret", Body=b"top secret")
+    return private, public
+
+
+def assert_headers_not_signed(resp, *names):
+    assert resp.status_code == 403, resp.text
+    assert "<Code>AccessDenied</Code>" in resp.text
+    assert "<HeadersNotSigned>" in resp.text
+    for n in names:
+        assert n in resp.text
+
+
+def test_presigned_put_cannot_copy_and_publish(server, s3, private_and_public):
+    private, public = private_and_public
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": public, "Key": "x"}, ExpiresIn=300)
+    # As issued, the URL uploads the body it is given.
+    assert requests.put(url, data=b"fine").status_code == 200
+    attack = requests.put(url, headers={"x-amz-copy-source": f"/{private}/secret", "x-amz-acl": "public-read"})
+    assert_headers_not_signed(attack, "x-amz-copy-source", "x-amz-acl")
+    # Nothing changed: the object is still what the URL's holder uploaded.
+    assert s3.get_object(Bucket=public, Key="x")["Body"].read() == b"fine"
+    assert requests.get(f"{server.endpoint}/{public}/x").content == b"fine"
+    assert requests.get(f"{server.endpoint}/{private}/secret").status_code == 403
+
+
+def test_presigned_upload_part_cannot_copy(s3, private_and_public):
+    private, public = private_and_public
+    uid = s3.create_multipart_upload(Bucket=public, Key="m")["UploadId"]
+    url = s3.generate_presigned_url(
+        "upload_part", Params={"Bucket": public, "Key": "m", "UploadId": uid, "PartNumber": 1}, ExpiresIn=300)
+    attack = requests.put(url, headers={"x-amz-copy-source": f"/{private}/secret"})
+    assert_headers_not_signed(attack, "x-amz-copy-source")
+    assert s3.list_parts(Bucket=public, Key="m", UploadId=uid).get("Parts", []) == []
+
+
+def test_header_signed_request_with_an_extra_unsigned_header(s3, private_and_public):
+    _, public = private_and_public
+
+    def add_acl(request, **_):
+        request.headers["x-amz-acl"] = "public-read"
+
+    s3.meta.events.register("before-send.s3.PutObject", add_acl)
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=public, Key="y", Body=b"data")
+    assert code(e) == ("AccessDenied", 403)
+    s3.meta.events.unregister("before-send.s3.PutObject", add_acl)
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=public, Key="y")
+    assert code(e)[1] == 404
+
+
+def test_presigned_expiry_bounds(server, s3, private_and_public):
+    private, _ = private_and_public
+    ok = s3.generate_presigned_url("get_object", Params={"Bucket": private, "Key": "secret"}, ExpiresIn=60)
+    assert requests.get(ok).content == b"top secret"
+    for expires, status, code_name in [("0", 403, "AccessDenied"), ("-5", 403, "AccessDenied"),
+                                       ("604801", 400, "AuthorizationQueryParametersError"),
+                                       ("soon", 400, "AuthorizationQueryParametersError")]:
+        url = ok.replace("X-Amz-Expires=60", f"X-Amz-Expires={expires}")
+        r = requests.get(url)
+        assert r.status_code == status and f"<Code>{code_name}</Code>" in r.text, (expires, r.text)
+        assert b"top secret" not in r.content
+
+
+def test_oss_presigned_expiry_bounds(server):
+    b = oss2.Bucket(oss2.AuthV4(AK, SK), server.endpoint, new_name(), region="cn-hangzhou")
+    b.create_bucket()
+    b.put_object("k", b"v")
+    url = b.sign_url("GET", "k", 60)
+    assert requests.get(url).content == b"v"
+    assert "x-oss-expires=60" in url
+    assert requests.get(url.replace("x-oss-expires=60", "x-oss-expires=0")).status_code == 403
+    assert requests.get(url.replace("x-oss-expires=60", "x-oss-expires=604801")).status_code == 400
+
+
+def test_complete_body_must_match_signed_sha256(s3, private_and_public):
+    """Over plain HTTP botocore signs each XML body's SHA-256; a body changed in transit must be
+    refused, not obeyed."""
+    _, bucket = private_and_public
+    uid = s3.create_multipart_upload(Bucket=bucket, Key="c")["UploadId"]
+    p1 = s3.upload_part(Bucket=bucket, Key="c", UploadId=uid, PartNumber=1, Body=b"a" * 200_000)
+    p2 = s3.upload_part(Bucket=bucket, Key="c", UploadId=uid, PartNumber=2, Body=b"b" * 10)
+
+    def drop_last_part(request, **_):
+        body = request.body if isinstance(request.body, bytes) else request.body.read()
+        cut = body.rfind(b"<Part>")
+        request.body = body[:cut] + b"</CompleteMultipartUpload>"
+        request.headers["Content-Length"] = str(len(request.body))
+
+    s3.meta.events.register("before-send.s3.CompleteMultipartUpload", drop_last_part)
+    parts = [{"PartNumber": 1, "ETag": p1["ETag"]}, {"PartNumber": 2, "ETag": p2["ETag"]}]
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket=bucket, Key="c", UploadId=uid, MultipartUpload={"Parts": parts})
+    assert code(e) == ("XAmzContentSHA256Mismatch", 400)
+    s3.meta.events.unregister("before-send.s3.CompleteMultipartUpload", drop_last_part)
+    # The upload is untouched and completes as signed.
+    s3.complete_multipart_upload(Bucket=bucket, Key="c", UploadId=uid, MultipartUpload={"Parts": parts})
+    assert s3.head_object(Bucket=bucket, Key="c")["ContentLength"] == 200_010
+
+
+def test_oss_signed_payload_hash_is_checked(server, bucket_v1):
+    """A hex x-oss-content-sha256 is covered by the signature, so the body must match it."""
+    good = hashlib.sha256(b"payload").hexdigest()
+    r = raw_request(server, "PUT", bucket_v1.bucket_name, "h", headers={"x-oss-content-sha256": good}, data=b"payload")
+    assert r.status_code == 200, r.text
+    r = raw_request(server, "PUT", bucket_v1.bucket_name, "h", headers={"x-oss-content-sha256": good}, data=b"tampered")
+    assert r.status_code == 400 and "XAmzContentSHA256Mismatch" in r.text
+    assert bucket_v1.get_object("h").read() == b"payload"
+    r = raw_request(server, "PUT", bucket_v1.bucket_name, "h", headers={"x-oss-content-sha256": "STREAMING-X"}, data=b"x")
+    assert r.status_code == 400 and "InvalidArgument" in r.text
+
+
+@pytest.mark.parametrize("body", [
+    b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>E</ETag></Part></CompleteMultipartUpload>garbage",
+    b"<CompleteMultipartUpload></CompleteMultipartUpload><CompleteMultipartUpload></CompleteMultipartUpload>",
+    b"<Delete><Part><PartNumber>1</PartNumber><ETag>E</ETag></Part></Delete>",
+    b"<CompleteMultipartUpload><Part><PartNumber>1\x00</PartNumber><ETag>E</ETag></Part></CompleteMultipartUpload>",
+    b"<CompleteMultipartUpload><Part><PartNumber>one</PartNumber><ETag>E</ETag></Part></CompleteMultipartUpload>",
+])
+def test_malformed_complete_bodies(server, bucket_v1, body):
+    up = bucket_v1.init_multipart_upload("k")
+    bucket_v1.upload_part("k", up.upload_id, 1, b"x")
+    r = raw_request(server, "POST", bucket_v1.bucket_name, "k", params={"uploadId": up.upload_id}, data=body)
+    assert r.status_code == 400 and "<Code>MalformedXML</Code>" in r.text, r.text
+    assert [p.part_number for p in bucket_v1.list_parts("k", up.upload_id).parts] == [1]
+
+
+def test_malformed_delete_bodies(server, bucket_v1):
+    bucket_v1.put_object("a", b"1")
+    for body in [b"<Delete><Object><Key>a</Key></Object></Delete><Delete/>",
+                 b"<Delete><Object><Key>a</Key></Object></Delete>trailing",
+                 b"<Other><Object><Key>a</Key></Object></Other>"]:
+        headers = {"Content-MD5": __import__("base64").b64encode(hashlib.md5(body).digest()).decode()}
+        r = raw_request(server, "POST", bucket_v1.bucket_name, params={"delete": ""}, headers=headers, data=body)
+        assert r.status_code == 400 and "MalformedXML" in r.text, r.text
+    assert bucket_v1.object_exists("a")
