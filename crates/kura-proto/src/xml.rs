@@ -347,6 +347,17 @@ pub struct ListBucketResult {
     pub key_count: Option<u32>,
 }
 
+/// ListLiveChannel's answer; Kura has no live channels, so it is always an empty page.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename = "ListLiveChannelResult", rename_all = "PascalCase")]
+pub struct ListLiveChannelResult {
+    pub prefix: String,
+    pub marker: String,
+    pub max_keys: u32,
+    pub is_truncated: bool,
+    pub next_marker: String,
+}
+
 /// The PutBucket request body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename = "CreateBucketConfiguration", rename_all = "PascalCase")]

@@ -1,11 +1,15 @@
-//! Kura's HTTP front. One request takes one straight path:
-//! parse (addressing, query, headers) -> authenticate -> route -> authorize -> core call ->
-//! render (OSS XML, headers, errors with request ids).
+//! Kura's HTTP front. One request takes one straight path, the same for both dialects:
+//! parse (`request`) -> dialect (`op::dialect`) -> authenticate (`auth`) -> classify into one
+//! [`op::Operation`] (`op`) -> authorize from one table (`authz`) -> execute and render in the
+//! dialect (`oss`, `s3`) -> errors rendered in the dialect, with request ids.
 
 pub mod auth;
-pub mod handlers;
-pub mod render;
+pub mod authz;
+pub mod common;
+pub mod op;
+pub mod oss;
 pub mod request;
+pub mod response;
 pub mod s3;
 
 use std::convert::Infallible;
@@ -17,10 +21,20 @@ use http::{HeaderValue, Request};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use kura_core::{Kura, Result};
 use tokio::net::TcpListener;
 
 pub use auth::Credentials;
-pub use handlers::State;
+use op::Dialect;
+use response::Resp;
+
+/// What every request shares.
+pub struct State {
+    pub kura: Arc<Kura>,
+    pub creds: Credentials,
+    /// Virtual-host addressing for `<bucket>.<domain>`.
+    pub domain: Option<String>,
+}
 
 /// Largest read buffer per connection; it bounds request headers and each body frame.
 pub const MAX_BUF: usize = 256 * 1024;
@@ -29,7 +43,30 @@ fn new_request_id() -> String {
     hex::encode_upper(rand::random::<[u8; 12]>())
 }
 
-pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<render::Resp, Infallible> {
+/// Authenticate, classify, authorize, execute: everything after parsing.
+async fn pipeline(
+    state: &State,
+    ctx: &mut request::Ctx,
+    dialect: Dialect,
+    body: request::HyperBody,
+    host: &str,
+) -> Result<Resp> {
+    let authenticated = auth::authenticate(dialect, ctx, &state.creds)?;
+    ctx.payload = authenticated.payload.clone();
+    if authenticated.empty_headers_unsigned {
+        // Not covered by the signature, so they must not act.
+        ctx.headers
+            .retain(|(n, v)| !(n.starts_with("x-oss-") && v.trim().is_empty()));
+    }
+    let operation = op::classify(dialect, ctx)?;
+    authz::authorize(&state.kura, &authenticated.principal, operation, ctx.bucket.as_deref()).await?;
+    match dialect {
+        Dialect::Oss => oss::handlers::execute(state, ctx, operation, &authenticated.principal, body, host).await,
+        Dialect::S3 => s3::handlers::execute(state, ctx, operation, &authenticated, body, host).await,
+    }
+}
+
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> std::result::Result<Resp, Infallible> {
     let request_id = new_request_id();
     let (parts, body) = req.into_parts();
     let is_head = parts.method == http::Method::HEAD;
@@ -40,46 +77,25 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<render:
         .unwrap_or("")
         .to_string();
     let ctx = request::parse(&parts, state.domain.as_deref());
-    // The dialect is chosen per request: an AWS signature or x-amz-* headers mean S3.
-    let s3 = ctx.as_ref().is_ok_and(s3::auth::is_s3);
+    let dialect = ctx.as_ref().map_or(Dialect::Oss, op::dialect);
     let body = request::HyperBody(body);
     let mut resp = match ctx {
-        Ok(mut ctx) => {
-            let authenticated = if s3 {
-                s3::auth::authenticate(&ctx, &state.creds)
-            } else {
-                auth::authenticate(&ctx, &state.creds)
-            };
-            let result = match authenticated {
-                Err(e) => Err(e),
-                Ok(a) => {
-                    ctx.payload = a.payload.clone();
-                    if a.empty_headers_unsigned {
-                        // Not covered by the signature, so they must not act.
-                        ctx.headers
-                            .retain(|(n, v)| !(n.starts_with("x-oss-") && v.trim().is_empty()));
-                    }
-                    if s3 {
-                        s3::handlers::route(&state, &ctx, &a, body, &host).await
-                    } else {
-                        handlers::route(&state, &ctx, &a, body, &host).await
-                    }
-                }
-            };
-            match result {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!(code = e.code.as_str(), method = %parts.method, uri = %parts.uri, s3, "request failed");
-                    if s3 {
-                        s3::handlers::error(&e, &request_id, Some(&ctx), is_head)
-                    } else {
-                        render::error(&e, &request_id, Some(&ctx), &host, is_head)
-                    }
+        Ok(mut ctx) => match pipeline(&state, &mut ctx, dialect, body, &host).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(code = e.code.as_str(), method = %parts.method, uri = %parts.uri, ?dialect, "request failed");
+                match dialect {
+                    Dialect::S3 => s3::handlers::error(&e, &request_id, Some(&ctx), is_head),
+                    Dialect::Oss => oss::render::error(&e, &request_id, Some(&ctx), &host, is_head),
                 }
             }
-        }
-        Err(e) => render::error(&e, &request_id, None, &host, is_head),
+        },
+        Err(e) => match dialect {
+            Dialect::S3 => s3::handlers::error(&e, &request_id, None, is_head),
+            Dialect::Oss => oss::render::error(&e, &request_id, None, &host, is_head),
+        },
     };
+    let s3 = dialect == Dialect::S3;
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         if s3 {

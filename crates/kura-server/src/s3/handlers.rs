@@ -9,44 +9,14 @@ use kura_proto::s3xml::{self as x, NS};
 use kura_proto::timefmt::{http_date, iso8601};
 use kura_proto::xml::{from_request_xml, CompleteMultipartUpload, CreateBucketConfiguration, Delete};
 
-use super::chunked::AwsChunked;
-use crate::auth::Principal;
-use crate::auth::{Authenticated, Payload};
-use crate::handlers::{
-    check_conditions, content_md5, is_true, parse_max, parse_range, require_root, stored_headers, State,
-};
-use crate::render::{self, set, Resp};
+use crate::auth::chunked::AwsChunked;
+use crate::auth::{Authenticated, Payload, Principal};
+use crate::authz::object_readable;
+use crate::common::{check_conditions, check_xml_md5, content_md5, is_true, parse_max, parse_range, stored_headers};
+use crate::op::Operation;
 use crate::request::{read_xml_body, Ctx, HyperBody};
-
-/// S3 sub-resources this server does not implement: refused before anything changes.
-const UNSUPPORTED: &[&str] = &[
-    "tagging",
-    "versioning",
-    "lifecycle",
-    "cors",
-    "policy",
-    "policyStatus",
-    "website",
-    "logging",
-    "notification",
-    "replication",
-    "encryption",
-    "object-lock",
-    "retention",
-    "legal-hold",
-    "accelerate",
-    "requestPayment",
-    "analytics",
-    "metrics",
-    "inventory",
-    "intelligent-tiering",
-    "ownershipControls",
-    "publicAccessBlock",
-    "restore",
-    "select",
-    "torrent",
-    "append",
-];
+use crate::response::{self as render, set, Resp};
+use crate::State;
 
 fn owner() -> x::Owner {
     x::Owner {
@@ -229,17 +199,19 @@ fn checksum_headers(r: &mut Resp, rec: &ObjectRecord) {
     }
 }
 
-pub async fn route(st: &State, ctx: &Ctx, authn: &Authenticated, body: HyperBody, host: &str) -> Result<Resp> {
-    let (p, payload) = (authn.principal.clone(), authn.payload.clone());
-    for (name, value) in &ctx.query {
-        if UNSUPPORTED.contains(&name.as_str()) || (name == "versionId" && value != "null") {
-            return Err(Error::msg(
-                Code::NotImplemented,
-                format!("The {name} sub-resource is not supported by this server."),
-            ));
-        }
-    }
-    let body = match &payload {
+/// Executes one classified, authorized operation and renders it in the S3 dialect.
+pub async fn execute(
+    st: &State,
+    ctx: &Ctx,
+    op: Operation,
+    authn: &Authenticated,
+    body: HyperBody,
+    host: &str,
+) -> Result<Resp> {
+    use Operation::*;
+    check_expected_owner(ctx)?;
+    let (p, payload) = (&authn.principal, &authn.payload);
+    let mut body = match payload {
         Payload::Chunked { signing, .. } => {
             let decoded = ctx
                 .header("x-amz-decoded-content-length")
@@ -248,23 +220,138 @@ pub async fn route(st: &State, ctx: &Ctx, authn: &Authenticated, body: HyperBody
         }
         _ => S3Body::Plain(body),
     };
-    let m = ctx.method.as_str();
-    let Some(bucket) = ctx.bucket.as_deref() else {
-        return match m {
-            "GET" => {
-                require_root(&p)?;
-                list_buckets(st).await
+    let k = &st.kura;
+    let bucket = ctx.bucket();
+    let key = ctx.key();
+    if ctx.key.is_some() {
+        check_key(key)?;
+    }
+    match op {
+        ListBuckets => list_buckets(st).await,
+        CreateBucket | PutBucketAcl => {
+            let acl = canned_acl(ctx)?;
+            // The optional CreateBucketConfiguration (LocationConstraint) is read and not kept.
+            let raw = read_xml_body(&mut body, ctx).await?;
+            if op == PutBucketAcl {
+                let acl = acl_from_request(acl, &raw)?;
+                k.set_bucket_acl(bucket, acl).await?;
+                return Ok(render::empty(200));
             }
-            _ => Err(Error::new(Code::MethodNotAllowed)),
-        };
-    };
-    match ctx.key.as_deref() {
-        None => bucket_op(st, ctx, &p, bucket, body).await,
-        Some(key) => {
-            check_key(key)?;
-            object_op(st, ctx, &p, &payload, bucket, key, body, host).await
+            if !raw.iter().all(u8::is_ascii_whitespace) {
+                from_request_xml::<CreateBucketConfiguration>(&raw, "CreateBucketConfiguration")
+                    .map_err(|_| Error::new(Code::MalformedXML))?;
+            }
+            check_bucket_name(bucket)?;
+            if k.bucket(bucket).await.is_ok() {
+                return Err(Error::new(Code::BucketAlreadyOwnedByYou).with_bucket(bucket));
+            }
+            k.create_bucket(bucket, acl).await?;
+            let mut r = render::empty(200);
+            set(&mut r, "location", format!("/{bucket}"));
+            Ok(r)
+        }
+        HeadBucket => {
+            k.bucket(bucket).await?;
+            let mut r = render::empty(200);
+            set(&mut r, "x-amz-bucket-region", &k.config().region);
+            Ok(r)
+        }
+        DeleteBucket => {
+            k.delete_bucket(bucket).await?;
+            Ok(render::empty(204))
+        }
+        GetBucketLocation => {
+            k.bucket(bucket).await?;
+            Ok(xml(
+                "LocationConstraint",
+                &x::LocationConstraint {
+                    xmlns: NS,
+                    location: k.config().region.clone(),
+                },
+            ))
+        }
+        GetBucketAcl => {
+            let b = k.bucket(bucket).await?;
+            Ok(xml("AccessControlPolicy", &acl_policy(b.acl)))
+        }
+        ListMultipartUploads => list_uploads(st, ctx, bucket).await,
+        ListObjectVersions => list_versions(st, ctx, &k.bucket(bucket).await?).await,
+        ListObjects => list_objects(st, ctx, &k.bucket(bucket).await?).await,
+        DeleteObjects => delete_objects(st, ctx, bucket, body).await,
+        GetObjectAcl => {
+            let (b, rec) = k.head_object(bucket, key).await?;
+            Ok(xml("AccessControlPolicy", &acl_policy(rec.acl.effective(b.acl))))
+        }
+        ListParts => list_parts(st, ctx, bucket, key, ctx.query_raw("uploadId").unwrap_or("")).await,
+        GetObjectAttributes => attributes(st, ctx, bucket, key).await,
+        GetObject | HeadObject => get_object(st, ctx, p, bucket, key).await,
+        PutObjectAcl => {
+            let raw = read_xml_body(&mut body, ctx).await?;
+            let acl = ObjectAcl::Set(acl_from_request(canned_acl(ctx)?, &raw)?);
+            k.set_object_acl(bucket, key, acl).await?;
+            Ok(render::empty(200))
+        }
+        UploadPart | UploadPartCopy => {
+            let part = check_part_number(ctx.query_raw("partNumber").unwrap_or(""))?;
+            let upload_id = ctx.query_raw("uploadId").unwrap_or("");
+            if op == UploadPartCopy {
+                return upload_part_copy(st, ctx, bucket, key, upload_id, part).await;
+            }
+            let checks = body_checks(ctx, payload)?;
+            let rec = k
+                .upload_part(bucket, key, upload_id, part, &mut body, checks)
+                .await
+                .map_err(s3_digest)?;
+            let mut r = render::empty(200);
+            set(&mut r, "etag", s3_part_etag(&rec.etag));
+            if let Some((a, v)) = &rec.checksum {
+                set(&mut r, a.header(), v);
+            }
+            Ok(r)
+        }
+        CopyObject => copy_object(st, ctx, bucket, key).await,
+        PutObject => {
+            let opts = WriteOptions {
+                headers: object_headers(ctx),
+                acl: canned_acl(ctx)?.map(ObjectAcl::Set).unwrap_or_default(),
+                storage_class: ctx.header("x-amz-storage-class").unwrap_or("STANDARD").to_string(),
+                condition: condition(ctx)?,
+                checks: body_checks(ctx, payload)?,
+                multipart_checksum: None,
+            };
+            let rec = k.put_object(bucket, key, &mut body, opts).await.map_err(s3_digest)?;
+            let mut r = render::empty(200);
+            set(&mut r, "etag", s3_etag(&rec));
+            checksum_headers(&mut r, &rec);
+            Ok(r)
+        }
+        InitiateMultipartUpload => initiate(st, ctx, bucket, key).await,
+        CompleteMultipartUpload => {
+            let upload_id = ctx.query_raw("uploadId").unwrap_or("");
+            complete(st, ctx, bucket, key, upload_id, body, host).await
+        }
+        AbortMultipartUpload => {
+            k.abort_upload(bucket, key, ctx.query_raw("uploadId").unwrap_or(""))
+                .await?;
+            Ok(render::empty(204))
+        }
+        DeleteObject => {
+            k.delete_object(bucket, key).await?;
+            Ok(render::empty(204))
+        }
+        GetBucketInfo | GetObjectMeta | ListLiveChannels => Err(Error::new(Code::MethodNotAllowed)),
+    }
+}
+
+/// `x-amz-expected-bucket-owner` (and the copy source's): every bucket here belongs to the one
+/// owner, so any other account id is refused as S3 refuses it.
+fn check_expected_owner(ctx: &Ctx) -> Result<()> {
+    for name in ["x-amz-expected-bucket-owner", "x-amz-source-expected-bucket-owner"] {
+        if ctx.header(name).is_some_and(|v| v.trim() != owner().id) {
+            return Err(Error::new(Code::AccessDenied));
         }
     }
+    Ok(())
 }
 
 async fn list_buckets(st: &State) -> Result<Resp> {
@@ -322,84 +409,6 @@ fn acl_policy(acl: Acl) -> x::AccessControlPolicy {
         xmlns: NS,
         owner: owner(),
         access_control_list: x::AccessControlList { grants },
-    }
-}
-
-async fn bucket_op(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, mut body: S3Body) -> Result<Resp> {
-    let k = &st.kura;
-    match ctx.method.as_str() {
-        "PUT" => {
-            require_root(p)?;
-            let acl = canned_acl(ctx)?;
-            // The optional CreateBucketConfiguration (LocationConstraint) is read and not kept.
-            let raw = read_xml_body(&mut body, ctx).await?;
-            if ctx.has_query("acl") {
-                let acl = acl_from_request(acl, &raw)?;
-                k.set_bucket_acl(bucket, acl).await?;
-                return Ok(render::empty(200));
-            }
-            if !raw.iter().all(u8::is_ascii_whitespace) {
-                from_request_xml::<CreateBucketConfiguration>(&raw, "CreateBucketConfiguration")
-                    .map_err(|_| Error::new(Code::MalformedXML))?;
-            }
-            check_bucket_name(bucket)?;
-            if k.bucket(bucket).await.is_ok() {
-                return Err(Error::new(Code::BucketAlreadyOwnedByYou).with_bucket(bucket));
-            }
-            k.create_bucket(bucket, acl).await?;
-            let mut r = render::empty(200);
-            set(&mut r, "location", format!("/{bucket}"));
-            Ok(r)
-        }
-        "HEAD" => {
-            let b = k.bucket(bucket).await?;
-            if *p == Principal::Anonymous && b.acl == Acl::Private {
-                return Err(Error::new(Code::AccessDenied));
-            }
-            let mut r = render::empty(200);
-            set(&mut r, "x-amz-bucket-region", &k.config().region);
-            Ok(r)
-        }
-        "DELETE" => {
-            require_root(p)?;
-            k.delete_bucket(bucket).await?;
-            Ok(render::empty(204))
-        }
-        "GET" => {
-            if ctx.has_query("location") {
-                require_root(p)?;
-                k.bucket(bucket).await?;
-                return Ok(xml(
-                    "LocationConstraint",
-                    &x::LocationConstraint {
-                        xmlns: NS,
-                        location: k.config().region.clone(),
-                    },
-                ));
-            }
-            if ctx.has_query("acl") {
-                require_root(p)?;
-                let b = k.bucket(bucket).await?;
-                return Ok(xml("AccessControlPolicy", &acl_policy(b.acl)));
-            }
-            if ctx.has_query("uploads") {
-                require_root(p)?;
-                return list_uploads(st, ctx, bucket).await;
-            }
-            let b = k.bucket(bucket).await?;
-            if *p == Principal::Anonymous && b.acl == Acl::Private {
-                return Err(Error::new(Code::AccessDenied));
-            }
-            if ctx.has_query("versions") {
-                return list_versions(st, ctx, &b).await;
-            }
-            list_objects(st, ctx, &b).await
-        }
-        "POST" if ctx.has_query("delete") => {
-            require_root(p)?;
-            delete_objects(st, ctx, bucket, body).await
-        }
-        _ => Err(Error::new(Code::MethodNotAllowed)),
     }
 }
 
@@ -538,7 +547,7 @@ async fn list_versions(st: &State, ctx: &Ctx, b: &BucketRecord) -> Result<Resp> 
 
 async fn delete_objects(st: &State, ctx: &Ctx, bucket: &str, mut body: S3Body) -> Result<Resp> {
     let raw = read_xml_body(&mut body, ctx).await?;
-    crate::handlers::check_xml_md5(ctx, &raw).map_err(s3_digest)?;
+    check_xml_md5(ctx, &raw).map_err(s3_digest)?;
     for (name, value) in &ctx.headers {
         if let Some(a) = Algorithm::from_header(name) {
             if checksum::from_base64(a, value).as_deref() != Some(checksum::digest(a, &raw).as_slice()) {
@@ -593,165 +602,61 @@ fn s3_digest(e: Error) -> Error {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn object_op(
-    st: &State,
-    ctx: &Ctx,
-    p: &Principal,
-    payload: &Payload,
-    bucket: &str,
-    key: &str,
-    mut body: S3Body,
-    host: &str,
-) -> Result<Resp> {
+async fn initiate(st: &State, ctx: &Ctx, bucket: &str, key: &str) -> Result<Resp> {
     let k = &st.kura;
-    let write_ok = || async {
-        match p {
-            Principal::Root => Ok(()),
-            Principal::Anonymous => match k.bucket(bucket).await?.acl {
-                Acl::PublicReadWrite => Ok(()),
-                _ => Err(Error::new(Code::AccessDenied)),
-            },
-        }
+    let algorithm = match ctx.header("x-amz-checksum-algorithm") {
+        None => None,
+        Some(n) => Some(Algorithm::parse(n).ok_or_else(|| {
+            Error::msg(
+                Code::InvalidRequest,
+                format!("Checksum algorithm {n} is not supported."),
+            )
+        })?),
     };
-    match ctx.method.as_str() {
-        "GET" | "HEAD" => {
-            if ctx.has_query("acl") {
-                require_root(p)?;
-                let (b, rec) = k.head_object(bucket, key).await?;
-                return Ok(xml("AccessControlPolicy", &acl_policy(rec.acl.effective(b.acl))));
-            }
-            if let Some(upload_id) = ctx.query_raw("uploadId") {
-                require_root(p)?;
-                return list_parts(st, ctx, bucket, key, upload_id).await;
-            }
-            if ctx.has_query("attributes") {
-                require_root(p)?;
-                return attributes(st, ctx, bucket, key).await;
-            }
-            get_object(st, ctx, p, bucket, key).await
+    let full_object = match ctx.header("x-amz-checksum-type") {
+        Some(t) if t.eq_ignore_ascii_case("FULL_OBJECT") => true,
+        Some(t) if t.eq_ignore_ascii_case("COMPOSITE") => false,
+        Some(t) => {
+            return Err(Error::msg(
+                Code::InvalidRequest,
+                format!("Checksum type {t} is not valid."),
+            ))
         }
-        "PUT" => {
-            if ctx.has_query("acl") {
-                require_root(p)?;
-                let raw = read_xml_body(&mut body, ctx).await?;
-                let acl = ObjectAcl::Set(acl_from_request(canned_acl(ctx)?, &raw)?);
-                k.set_object_acl(bucket, key, acl).await?;
-                return Ok(render::empty(200));
-            }
-            if ctx.has_query("uploadId") || ctx.has_query("partNumber") {
-                write_ok().await?;
-                let part = check_part_number(ctx.query_raw("partNumber").unwrap_or(""))?;
-                let upload_id = ctx.query_raw("uploadId").unwrap_or("");
-                if ctx.header("x-amz-copy-source").is_some() {
-                    require_root(p)?;
-                    return upload_part_copy(st, ctx, bucket, key, upload_id, part).await;
-                }
-                let checks = body_checks(ctx, payload)?;
-                let rec = k
-                    .upload_part(bucket, key, upload_id, part, &mut body, checks)
-                    .await
-                    .map_err(s3_digest)?;
-                let mut r = render::empty(200);
-                set(&mut r, "etag", s3_part_etag(&rec.etag));
-                if let Some((a, v)) = &rec.checksum {
-                    set(&mut r, a.header(), v);
-                }
-                return Ok(r);
-            }
-            if ctx.header("x-amz-copy-source").is_some() {
-                require_root(p)?;
-                return copy_object(st, ctx, bucket, key).await;
-            }
-            write_ok().await?;
-            let opts = WriteOptions {
-                headers: object_headers(ctx),
-                acl: canned_acl(ctx)?.map(ObjectAcl::Set).unwrap_or_default(),
-                storage_class: ctx.header("x-amz-storage-class").unwrap_or("STANDARD").to_string(),
-                condition: condition(ctx)?,
-                checks: body_checks(ctx, payload)?,
-                multipart_checksum: None,
-            };
-            let rec = k.put_object(bucket, key, &mut body, opts).await.map_err(s3_digest)?;
-            let mut r = render::empty(200);
-            set(&mut r, "etag", s3_etag(&rec));
-            checksum_headers(&mut r, &rec);
-            Ok(r)
-        }
-        "POST" => {
-            if ctx.has_query("uploads") {
-                write_ok().await?;
-                let algorithm = match ctx.header("x-amz-checksum-algorithm") {
-                    None => None,
-                    Some(n) => Some(Algorithm::parse(n).ok_or_else(|| {
-                        Error::msg(
-                            Code::InvalidRequest,
-                            format!("Checksum algorithm {n} is not supported."),
-                        )
-                    })?),
-                };
-                let full_object = match ctx.header("x-amz-checksum-type") {
-                    Some(t) if t.eq_ignore_ascii_case("FULL_OBJECT") => true,
-                    Some(t) if t.eq_ignore_ascii_case("COMPOSITE") => false,
-                    Some(t) => {
-                        return Err(Error::msg(
-                            Code::InvalidRequest,
-                            format!("Checksum type {t} is not valid."),
-                        ))
-                    }
-                    // S3's default: COMPOSITE, except the CRC64NVME is always FULL_OBJECT.
-                    None => algorithm == Some(Algorithm::Crc64Nvme),
-                };
-                if full_object && algorithm.is_some_and(|a| !a.combinable()) {
-                    return Err(Error::msg(
-                        Code::InvalidRequest,
-                        "FULL_OBJECT checksums need a CRC algorithm.",
-                    ));
-                }
-                let opts = WriteOptions {
-                    headers: object_headers(ctx),
-                    acl: canned_acl(ctx)?.map(ObjectAcl::Set).unwrap_or_default(),
-                    storage_class: ctx.header("x-amz-storage-class").unwrap_or("STANDARD").to_string(),
-                    multipart_checksum: algorithm.map(|a| (a, full_object)),
-                    ..Default::default()
-                };
-                let id = k.initiate_upload(bucket, key, opts).await?;
-                let mut r = xml(
-                    "InitiateMultipartUploadResult",
-                    &x::InitiateMultipartUploadResult {
-                        xmlns: NS,
-                        bucket: bucket.into(),
-                        key: key.into(),
-                        upload_id: id,
-                    },
-                );
-                if let Some(a) = algorithm {
-                    set(&mut r, "x-amz-checksum-algorithm", a.name());
-                    set(
-                        &mut r,
-                        "x-amz-checksum-type",
-                        if full_object { "FULL_OBJECT" } else { "COMPOSITE" },
-                    );
-                }
-                return Ok(r);
-            }
-            if let Some(upload_id) = ctx.query_raw("uploadId") {
-                write_ok().await?;
-                return complete(st, ctx, bucket, key, upload_id, body, host).await;
-            }
-            Err(Error::new(Code::MethodNotAllowed))
-        }
-        "DELETE" => {
-            write_ok().await?;
-            if let Some(upload_id) = ctx.query_raw("uploadId") {
-                k.abort_upload(bucket, key, upload_id).await?;
-                return Ok(render::empty(204));
-            }
-            k.delete_object(bucket, key).await?;
-            Ok(render::empty(204))
-        }
-        _ => Err(Error::new(Code::MethodNotAllowed)),
+        // S3's default: COMPOSITE, except the CRC64NVME is always FULL_OBJECT.
+        None => algorithm == Some(Algorithm::Crc64Nvme),
+    };
+    if full_object && algorithm.is_some_and(|a| !a.combinable()) {
+        return Err(Error::msg(
+            Code::InvalidRequest,
+            "FULL_OBJECT checksums need a CRC algorithm.",
+        ));
     }
+    let opts = WriteOptions {
+        headers: object_headers(ctx),
+        acl: canned_acl(ctx)?.map(ObjectAcl::Set).unwrap_or_default(),
+        storage_class: ctx.header("x-amz-storage-class").unwrap_or("STANDARD").to_string(),
+        multipart_checksum: algorithm.map(|a| (a, full_object)),
+        ..Default::default()
+    };
+    let id = k.initiate_upload(bucket, key, opts).await?;
+    let mut r = xml(
+        "InitiateMultipartUploadResult",
+        &x::InitiateMultipartUploadResult {
+            xmlns: NS,
+            bucket: bucket.into(),
+            key: key.into(),
+            upload_id: id,
+        },
+    );
+    if let Some(a) = algorithm {
+        set(&mut r, "x-amz-checksum-algorithm", a.name());
+        set(
+            &mut r,
+            "x-amz-checksum-type",
+            if full_object { "FULL_OBJECT" } else { "COMPOSITE" },
+        );
+    }
+    Ok(r)
 }
 
 /// The byte range of part `n` (1-based) of an object: its n-th extent.
@@ -771,9 +676,7 @@ fn part_range(rec: &ObjectRecord, n: u32) -> Result<(u64, u64)> {
 
 async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &str) -> Result<Resp> {
     let (b, rec) = st.kura.head_object(bucket, key).await?;
-    if *p == Principal::Anonymous && rec.acl.effective(b.acl) == Acl::Private {
-        return Err(Error::new(Code::AccessDenied));
-    }
+    object_readable(p, &b, &rec)?;
     check_conditions(ctx, &rec, "", false)?;
     let part = match ctx.query("partNumber") {
         Some(n) => Some(check_part_number(n)?),

@@ -1,6 +1,4 @@
-//! The S3 dialect: AWS SigV4, aws-chunked bodies, S3's XML and error codes, over the same
-//! core service and store as the OSS dialect.
+//! The S3 dialect: the operations' S3 headers and XML (with S3's namespace), and S3's error
+//! codes, over the same core service and store as the OSS dialect.
 
-pub mod auth;
-pub mod chunked;
 pub mod handlers;

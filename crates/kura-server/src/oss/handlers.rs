@@ -1,82 +1,27 @@
-//! Routing and the operations: (method, bucket?, key?, sub-resources) picks one handler; each
-//! handler turns headers into typed core calls and the result into an OSS response.
-
-use std::sync::Arc;
+//! The operations in the OSS dialect: headers into typed core calls, results into OSS headers
+//! and XML. Requests arrive here classified ([`crate::op`]) and authorized ([`crate::authz`]).
 
 use base64::Engine;
 use kura_core::model::{Acl, BucketRecord, ObjectAcl, ObjectHeaders, ObjectRecord, PartSelection};
 use kura_core::service::{check_bucket_name, check_key, check_part_number, MAX_LIST};
-use kura_core::{BodyChecks, Code, Error, Kura, Result, WriteCondition, WriteOptions};
+use kura_core::{BodyChecks, Code, Error, Result, WriteCondition, WriteOptions};
 use kura_proto::encode::{decode_path, encode_component};
 use kura_proto::etag;
-use kura_proto::timefmt::{http_date, iso8601, parse_http_date};
+use kura_proto::timefmt::{http_date, iso8601};
 use kura_proto::xml::*;
 
-use crate::auth::{Authenticated, Credentials, Payload, Principal};
-use crate::render::{self, set, set_dynamic, Resp};
+use super::render::{self, set, Resp};
+use crate::auth::{Payload, Principal};
+use crate::authz::object_readable;
+use crate::common::*;
+use crate::op::Operation;
 use crate::request::{read_xml_body, Ctx, HyperBody};
-
-pub struct State {
-    pub kura: Arc<Kura>,
-    pub creds: Credentials,
-    /// Virtual-host addressing for `<bucket>.<domain>`.
-    pub domain: Option<String>,
-}
+use crate::State;
 
 pub(crate) fn owner() -> Owner {
     Owner {
         id: "kura".into(),
         display_name: "kura".into(),
-    }
-}
-
-pub(crate) fn deny() -> Error {
-    Error::new(Code::AccessDenied)
-}
-
-pub(crate) fn require_root(p: &Principal) -> Result<()> {
-    match p {
-        Principal::Root => Ok(()),
-        Principal::Anonymous => Err(deny()),
-    }
-}
-
-/// `encoding-type=url` asks for keys and prefixes URL-encoded in listings.
-pub(crate) fn url_encoding(ctx: &Ctx) -> bool {
-    ctx.query("encoding-type") == Some("url")
-}
-
-/// Control characters cannot travel in XML 1.0 (not even as character references), yet OSS
-/// keys may hold them. A response that must carry such a key is URL-encoded and says so with
-/// `<EncodingType>url</EncodingType>`, which the SDKs honour, instead of being unparseable.
-pub(crate) fn xml_unsafe(s: &str) -> bool {
-    s.chars().any(|c| (c as u32) < 0x20 || c == '\u{7f}')
-}
-
-pub(crate) fn url_encoding_for<'a>(ctx: &Ctx, mut names: impl Iterator<Item = &'a str>) -> bool {
-    url_encoding(ctx) || names.any(xml_unsafe)
-}
-
-pub(crate) fn enc(s: &str, url: bool) -> String {
-    if url {
-        encode_component(s)
-    } else {
-        s.to_string()
-    }
-}
-
-pub(crate) fn parse_max(ctx: &Ctx, name: &str, default: usize) -> Result<usize> {
-    match ctx.query(name) {
-        None => Ok(default),
-        Some(v) => match v.parse::<i64>() {
-            Ok(n) if n >= 1 => Ok((n as usize).min(MAX_LIST)),
-            Ok(0) => Ok(0),
-            _ => Err(Error::invalid_argument(
-                format!("{name} must be an integer between 0 and 1000."),
-                name,
-                v,
-            )),
-        },
     }
 }
 
@@ -87,33 +32,6 @@ fn header_acl(ctx: &Ctx, name: &str) -> Result<Option<ObjectAcl>> {
             .map(Some)
             .ok_or_else(|| Error::invalid_argument("no such object access control exists", name, v)),
     }
-}
-
-pub(crate) fn content_md5(ctx: &Ctx) -> Result<Option<[u8; 16]>> {
-    match ctx.header("content-md5") {
-        None => Ok(None),
-        Some(v) => base64::engine::general_purpose::STANDARD
-            .decode(v.trim())
-            .ok()
-            .and_then(|d| <[u8; 16]>::try_from(d.as_slice()).ok())
-            .map(Some)
-            .ok_or_else(|| Error::new(Code::InvalidDigest)),
-    }
-}
-
-pub(crate) fn check_xml_md5(ctx: &Ctx, body: &[u8]) -> Result<()> {
-    use md5::{Digest, Md5};
-    if let Some(expected) = content_md5(ctx)? {
-        let got: [u8; 16] = Md5::digest(body).into();
-        if got != expected {
-            return Err(Error::new(Code::InvalidDigest));
-        }
-    }
-    Ok(())
-}
-
-pub(crate) fn is_true(v: Option<&str>) -> bool {
-    v.is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
 /// The headers stored with a new object or upload.
@@ -187,82 +105,25 @@ fn check_content_length(ctx: &Ctx, st: &State) -> Result<()> {
     Ok(())
 }
 
-/// Sub-resources this server implements. Any other OSS sub-resource (tagging, cors, symlink,
-/// append, lifecycle, ...) is refused with NotImplemented before anything is read or changed:
-/// routing it to the plain object or bucket call would overwrite or delete data.
-const SUPPORTED_SUB_RESOURCES: &[&str] = &[
-    "acl",
-    "uploads",
-    "uploadId",
-    "partNumber",
-    "location",
-    "bucketInfo",
-    "delete",
-    "objectMeta",
-    "continuation-token",
-    "security-token",
-    "sequential",
-    "response-content-type",
-    "response-content-language",
-    "response-expires",
-    "response-cache-control",
-    "response-content-disposition",
-    "response-content-encoding",
-];
-
-fn check_sub_resources(ctx: &Ctx) -> Result<()> {
-    for (name, _) in &ctx.query {
-        let known = kura_proto::sign::V1_SUB_RESOURCES.contains(&name.as_str()) || name == "x-oss-process";
-        if known && !SUPPORTED_SUB_RESOURCES.contains(&name.as_str()) {
-            return Err(Error::msg(
-                Code::NotImplemented,
-                format!("The {name} sub-resource is not supported by this server."),
-            ));
-        }
-    }
-    if ctx.header("x-oss-callback").is_some() {
-        return Err(Error::msg(
-            Code::NotImplemented,
-            "Upload callbacks (x-oss-callback) are not supported by this server.",
-        ));
-    }
-    Ok(())
-}
-
-pub async fn route(st: &State, ctx: &Ctx, authn: &Authenticated, body: HyperBody, host: &str) -> Result<Resp> {
-    let principal = authn.principal.clone();
-    check_sub_resources(ctx)?;
-    let m = ctx.method.as_str();
-    let Some(bucket) = ctx.bucket.as_deref() else {
-        return match m {
-            "GET" => {
-                require_root(&principal)?;
-                list_buckets(st, ctx, host).await
-            }
-            _ => Err(Error::new(Code::MethodNotAllowed)),
-        };
-    };
-    match ctx.key.as_deref() {
-        None => bucket_op(st, ctx, &principal, bucket, body, host).await,
-        Some(key) => {
-            check_key(key)?;
-            object_op(st, ctx, &principal, bucket, key, body, host).await
-        }
-    }
-}
-
-async fn bucket_op(
+/// Executes one classified, authorized operation and renders it in the OSS dialect.
+pub async fn execute(
     st: &State,
     ctx: &Ctx,
-    p: &Principal,
-    bucket: &str,
+    op: Operation,
+    principal: &Principal,
     mut body: HyperBody,
     host: &str,
 ) -> Result<Resp> {
+    use Operation::*;
     let k = &st.kura;
-    match ctx.method.as_str() {
-        "PUT" => {
-            require_root(p)?;
+    let bucket = ctx.bucket();
+    let key = ctx.key();
+    if ctx.key.is_some() {
+        check_key(key)?;
+    }
+    match op {
+        ListBuckets => list_buckets(st, ctx, host).await,
+        CreateBucket | PutBucketAcl => {
             let acl =
                 match ctx.header("x-oss-acl") {
                     None => None,
@@ -277,7 +138,7 @@ async fn bucket_op(
                 from_request_xml::<CreateBucketConfiguration>(&raw, "CreateBucketConfiguration")
                     .map_err(|_| Error::new(Code::MalformedXML))?;
             }
-            if ctx.has_query("acl") {
+            if op == PutBucketAcl {
                 let acl = acl.ok_or_else(|| Error::invalid_argument("x-oss-acl is required", "x-oss-acl", ""))?;
                 k.set_bucket_acl(bucket, acl).await?;
                 return Ok(render::empty(200));
@@ -288,132 +149,83 @@ async fn bucket_op(
             set(&mut r, "location", format!("/{bucket}"));
             Ok(r)
         }
-        "DELETE" => {
-            require_root(p)?;
+        DeleteBucket => {
             k.delete_bucket(bucket).await?;
             Ok(render::empty(204))
         }
-        "GET" => {
-            if ctx.has_query("acl") {
-                require_root(p)?;
-                let b = k.bucket(bucket).await?;
-                return Ok(render::xml(&AccessControlPolicy {
-                    owner: owner(),
-                    access_control_list: AccessControlList {
-                        grant: b.acl.as_str().into(),
-                    },
-                }));
-            }
-            if ctx.has_query("location") {
-                require_root(p)?;
-                k.bucket(bucket).await?;
-                return Ok(render::xml(&LocationConstraint {
-                    location: format!("oss-{}", k.config().region),
-                }));
-            }
-            if ctx.has_query("bucketInfo") {
-                require_root(p)?;
-                let b = k.bucket(bucket).await?;
-                return Ok(render::xml(&bucket_info(st, &b, host)));
-            }
-            if ctx.has_query("uploads") {
-                require_root(p)?;
-                return list_uploads(st, ctx, bucket).await;
-            }
+        GetBucketAcl => {
             let b = k.bucket(bucket).await?;
-            if *p == Principal::Anonymous && b.acl == Acl::Private {
-                return Err(deny());
-            }
-            list_objects(st, ctx, bucket).await
+            Ok(render::xml(&AccessControlPolicy {
+                owner: owner(),
+                access_control_list: AccessControlList {
+                    grant: b.acl.as_str().into(),
+                },
+            }))
         }
-        "POST" if ctx.has_query("delete") => {
-            require_root(p)?;
-            delete_objects(st, ctx, bucket, body).await
+        GetBucketLocation => {
+            k.bucket(bucket).await?;
+            Ok(render::xml(&LocationConstraint {
+                location: format!("oss-{}", k.config().region),
+            }))
         }
-        _ => Err(Error::new(Code::MethodNotAllowed)),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn object_op(
-    st: &State,
-    ctx: &Ctx,
-    p: &Principal,
-    bucket: &str,
-    key: &str,
-    mut body: HyperBody,
-    host: &str,
-) -> Result<Resp> {
-    let k = &st.kura;
-    // Writes by anonymous users need a public-read-write bucket; reads are checked per object.
-    let anonymous_write_ok = || async {
-        match p {
-            Principal::Root => Ok(()),
-            Principal::Anonymous => {
-                let b = k.bucket(bucket).await?;
-                if b.acl == Acl::PublicReadWrite {
-                    Ok(())
-                } else {
-                    Err(deny())
-                }
-            }
+        GetBucketInfo => {
+            let b = k.bucket(bucket).await?;
+            Ok(render::xml(&bucket_info(st, &b, host)))
         }
-    };
-    match ctx.method.as_str() {
-        "GET" | "HEAD" => {
-            if ctx.has_query("acl") {
-                require_root(p)?;
-                let (_, rec) = k.head_object(bucket, key).await?;
-                return Ok(render::xml(&AccessControlPolicy {
-                    owner: owner(),
-                    access_control_list: AccessControlList {
-                        grant: rec.acl.as_str().into(),
-                    },
-                }));
-            }
-            if let Some(upload_id) = ctx.query_raw("uploadId") {
-                require_root(p)?;
-                return list_parts(st, ctx, bucket, key, upload_id).await;
-            }
-            get_object(st, ctx, p, bucket, key).await
+        ListMultipartUploads => list_uploads(st, ctx, bucket).await,
+        ListLiveChannels => {
+            k.bucket(bucket).await?;
+            Ok(render::xml(&ListLiveChannelResult {
+                prefix: ctx.query("prefix").unwrap_or("").into(),
+                marker: ctx.query("marker").unwrap_or("").into(),
+                max_keys: parse_max(ctx, "max-keys", 100)? as u32,
+                is_truncated: false,
+                next_marker: String::new(),
+            }))
         }
-        "PUT" => {
-            if ctx.has_query("acl") {
-                require_root(p)?;
-                let acl = header_acl(ctx, "x-oss-object-acl")?
-                    .ok_or_else(|| Error::invalid_argument("x-oss-object-acl is required", "x-oss-object-acl", ""))?;
-                k.set_object_acl(bucket, key, acl).await?;
-                return Ok(render::empty(200));
+        ListObjects | ListObjectVersions => list_objects(st, ctx, bucket).await,
+        DeleteObjects => delete_objects(st, ctx, bucket, body).await,
+        GetObjectAcl => {
+            let (_, rec) = k.head_object(bucket, key).await?;
+            Ok(render::xml(&AccessControlPolicy {
+                owner: owner(),
+                access_control_list: AccessControlList {
+                    grant: rec.acl.as_str().into(),
+                },
+            }))
+        }
+        ListParts => list_parts(st, ctx, bucket, key, ctx.query_raw("uploadId").unwrap_or("")).await,
+        GetObject | HeadObject | GetObjectMeta => get_object(st, ctx, principal, bucket, key).await,
+        PutObjectAcl => {
+            let acl = header_acl(ctx, "x-oss-object-acl")?
+                .ok_or_else(|| Error::invalid_argument("x-oss-object-acl is required", "x-oss-object-acl", ""))?;
+            k.set_object_acl(bucket, key, acl).await?;
+            Ok(render::empty(200))
+        }
+        UploadPart | UploadPartCopy => {
+            let part = check_part_number(ctx.query_raw("partNumber").unwrap_or(""))?;
+            let upload_id = ctx.query_raw("uploadId").unwrap_or("");
+            if op == UploadPartCopy {
+                return upload_part_copy(st, ctx, bucket, key, upload_id, part).await;
             }
-            if ctx.has_query("uploadId") || ctx.has_query("partNumber") {
-                anonymous_write_ok().await?;
-                let part = check_part_number(ctx.query_raw("partNumber").unwrap_or(""))?;
-                let upload_id = ctx.query_raw("uploadId").unwrap_or("");
-                if ctx.header("x-oss-copy-source").is_some() {
-                    require_root(p)?;
-                    return upload_part_copy(st, ctx, bucket, key, upload_id, part).await;
-                }
-                check_content_length(ctx, st)?;
-                let rec = k
-                    .upload_part(bucket, key, upload_id, part, &mut body, body_checks(ctx)?)
-                    .await?;
-                let mut r = render::empty(200);
-                set(&mut r, "etag", etag::quoted(&rec.etag));
-                set(&mut r, "x-oss-hash-crc64ecma", rec.crc64.to_string());
-                if let Ok(raw) = hex::decode(&rec.etag) {
-                    set(
-                        &mut r,
-                        "content-md5",
-                        base64::engine::general_purpose::STANDARD.encode(raw),
-                    );
-                }
-                return Ok(r);
+            check_content_length(ctx, st)?;
+            let rec = k
+                .upload_part(bucket, key, upload_id, part, &mut body, body_checks(ctx)?)
+                .await?;
+            let mut r = render::empty(200);
+            set(&mut r, "etag", etag::quoted(&rec.etag));
+            set(&mut r, "x-oss-hash-crc64ecma", rec.crc64.to_string());
+            if let Ok(raw) = hex::decode(&rec.etag) {
+                set(
+                    &mut r,
+                    "content-md5",
+                    base64::engine::general_purpose::STANDARD.encode(raw),
+                );
             }
-            if ctx.header("x-oss-copy-source").is_some() {
-                require_root(p)?;
-                return copy_object(st, ctx, bucket, key).await;
-            }
-            anonymous_write_ok().await?;
+            Ok(r)
+        }
+        CopyObject => copy_object(st, ctx, bucket, key).await,
+        PutObject => {
             check_content_length(ctx, st)?;
             let rec = k.put_object(bucket, key, &mut body, write_options(ctx)?).await?;
             let mut r = render::empty(200);
@@ -424,34 +236,30 @@ async fn object_op(
             }
             Ok(r)
         }
-        "POST" => {
-            if ctx.has_query("uploads") {
-                anonymous_write_ok().await?;
-                let id = k.initiate_upload(bucket, key, write_options(ctx)?).await?;
-                let url = url_encoding_for(ctx, std::iter::once(key));
-                return Ok(render::xml(&InitiateMultipartUploadResult {
-                    bucket: bucket.into(),
-                    key: enc(key, url),
-                    upload_id: id,
-                    encoding_type: url.then(|| "url".into()),
-                }));
-            }
-            if let Some(upload_id) = ctx.query_raw("uploadId") {
-                anonymous_write_ok().await?;
-                return complete_upload(st, ctx, bucket, key, upload_id, body, host).await;
-            }
-            Err(Error::new(Code::MethodNotAllowed))
+        InitiateMultipartUpload => {
+            let id = k.initiate_upload(bucket, key, write_options(ctx)?).await?;
+            let url = url_encoding_for(ctx, std::iter::once(key));
+            Ok(render::xml(&InitiateMultipartUploadResult {
+                bucket: bucket.into(),
+                key: enc(key, url),
+                upload_id: id,
+                encoding_type: url.then(|| "url".into()),
+            }))
         }
-        "DELETE" => {
-            anonymous_write_ok().await?;
-            if let Some(upload_id) = ctx.query_raw("uploadId") {
-                k.abort_upload(bucket, key, upload_id).await?;
-                return Ok(render::empty(204));
-            }
+        CompleteMultipartUpload => {
+            let upload_id = ctx.query_raw("uploadId").unwrap_or("");
+            complete_upload(st, ctx, bucket, key, upload_id, body, host).await
+        }
+        AbortMultipartUpload => {
+            k.abort_upload(bucket, key, ctx.query_raw("uploadId").unwrap_or(""))
+                .await?;
+            Ok(render::empty(204))
+        }
+        DeleteObject => {
             k.delete_object(bucket, key).await?;
             Ok(render::empty(204))
         }
-        _ => Err(Error::new(Code::MethodNotAllowed)),
+        HeadBucket | GetObjectAttributes => Err(Error::new(Code::MethodNotAllowed)),
     }
 }
 
@@ -642,89 +450,6 @@ async fn delete_objects(st: &State, ctx: &Ctx, bucket: &str, mut body: HyperBody
     }))
 }
 
-/// Evaluates If-Match / If-None-Match / If-(Un)Modified-Since against an object. The
-/// `prefix` is "" for GET and "x-oss-copy-source-" for copy sources.
-pub(crate) fn check_conditions(ctx: &Ctx, rec: &ObjectRecord, prefix: &str, not_modified_is_error: bool) -> Result<()> {
-    let h = |n: &str| ctx.header(&format!("{prefix}{n}"));
-    let s3_etag = rec.s3_etag.as_deref().map(str::to_ascii_uppercase);
-    let matches = |list: &str| {
-        list.split(',').any(|e| {
-            let e = etag::normalize(e);
-            e == "*" || e == rec.etag || Some(&e) == s3_etag.as_ref()
-        })
-    };
-    let modified = rec.last_modified_ms / 1000;
-    if let Some(v) = h("if-match") {
-        if !matches(v) {
-            return Err(Error::new(Code::PreconditionFailed));
-        }
-    } else if let Some(t) = h("if-unmodified-since").and_then(parse_http_date) {
-        if modified > t {
-            return Err(Error::new(Code::PreconditionFailed));
-        }
-    }
-    let not_modified = if not_modified_is_error {
-        Code::PreconditionFailed
-    } else {
-        Code::NotModified
-    };
-    if let Some(v) = h("if-none-match") {
-        if matches(v) {
-            return Err(Error::new(not_modified));
-        }
-    } else if let Some(t) = h("if-modified-since").and_then(parse_http_date) {
-        if modified <= t {
-            return Err(Error::new(not_modified));
-        }
-    }
-    Ok(())
-}
-
-/// `bytes=a-b` / `bytes=a-` / `bytes=-n`, first range only. OSS ignores an unsatisfiable
-/// range (200, whole object) unless `x-oss-range-behavior: standard` asks for 416 and for
-/// ends past the size to be truncated.
-pub(crate) fn parse_range(value: &str, size: u64, standard: bool) -> Result<Option<(u64, u64)>> {
-    let Some(spec) = value.trim().strip_prefix("bytes=") else {
-        return Ok(None);
-    };
-    let first = spec.split(',').next().unwrap_or("").trim();
-    let Some((a, b)) = first.split_once('-') else {
-        return Ok(None);
-    };
-    let (a, b) = (a.trim(), b.trim());
-    if a.is_empty() {
-        let Ok(n) = b.parse::<u64>() else { return Ok(None) };
-        if n == 0 || size == 0 {
-            return if standard {
-                Err(Error::new(Code::InvalidRange))
-            } else {
-                Ok(None)
-            };
-        }
-        return Ok(Some((size.saturating_sub(n), size)));
-    }
-    let Ok(start) = a.parse::<u64>() else { return Ok(None) };
-    let end_incl = if b.is_empty() {
-        size.saturating_sub(1)
-    } else {
-        match b.parse::<u64>() {
-            Ok(e) if e >= start => e,
-            _ => return Ok(None),
-        }
-    };
-    if start >= size {
-        return if standard {
-            Err(Error::new(Code::InvalidRange))
-        } else {
-            Ok(None)
-        };
-    }
-    if end_incl >= size {
-        return if standard { Ok(Some((start, size))) } else { Ok(None) };
-    }
-    Ok(Some((start, end_incl + 1)))
-}
-
 fn object_meta_headers(r: &mut Resp, rec: &ObjectRecord) {
     set(r, "etag", etag::quoted(&rec.etag));
     set(r, "last-modified", http_date(rec.last_modified_ms));
@@ -735,9 +460,7 @@ fn object_meta_headers(r: &mut Resp, rec: &ObjectRecord) {
 
 async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &str) -> Result<Resp> {
     let (b, rec) = st.kura.head_object(bucket, key).await?;
-    if *p == Principal::Anonymous && rec.acl.effective(b.acl) == Acl::Private {
-        return Err(deny());
-    }
+    object_readable(p, &b, &rec)?;
     check_conditions(ctx, &rec, "", false)?;
     let is_head = ctx.method == "HEAD";
     if is_head && ctx.has_query("objectMeta") {
@@ -773,38 +496,6 @@ async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &st
         set(&mut r, "content-md5", md5);
     }
     Ok(r)
-}
-
-/// The headers stored with an object, user metadata under `meta_prefix`, then the
-/// `response-*` overrides of the query (both dialects).
-pub(crate) fn stored_headers(r: &mut Resp, hd: &ObjectHeaders, ctx: &Ctx, meta_prefix: &str) {
-    set(r, "content-type", &hd.content_type);
-    for (name, value) in [
-        ("cache-control", &hd.cache_control),
-        ("content-disposition", &hd.content_disposition),
-        ("content-encoding", &hd.content_encoding),
-        ("content-language", &hd.content_language),
-        ("expires", &hd.expires),
-    ] {
-        if let Some(v) = value {
-            set(r, name, v);
-        }
-    }
-    for (n, v) in &hd.user_meta {
-        set_dynamic(r, &format!("{meta_prefix}{n}"), v);
-    }
-    for (param, header) in [
-        ("response-content-type", "content-type"),
-        ("response-content-language", "content-language"),
-        ("response-expires", "expires"),
-        ("response-cache-control", "cache-control"),
-        ("response-content-disposition", "content-disposition"),
-        ("response-content-encoding", "content-encoding"),
-    ] {
-        if let Some(v) = ctx.query(param) {
-            set(r, header, v);
-        }
-    }
 }
 
 /// Parses `x-oss-copy-source: /bucket/urlencoded-key[?versionId=..]`.
@@ -1047,26 +738,4 @@ async fn list_uploads(st: &State, ctx: &Ctx, bucket: &str) -> Result<Resp> {
             .map(|p| CommonPrefix { prefix: enc(p, url) })
             .collect(),
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100, false).unwrap(), Some((0, 10)));
-        assert_eq!(parse_range("bytes=90-", 100, false).unwrap(), Some((90, 100)));
-        assert_eq!(parse_range("bytes=-10", 100, false).unwrap(), Some((90, 100)));
-        assert_eq!(parse_range("bytes=0-1000", 1000, false).unwrap(), None);
-        assert_eq!(parse_range("bytes=0-1000", 1000, true).unwrap(), Some((0, 1000)));
-        assert_eq!(parse_range("bytes=1000-", 1000, false).unwrap(), None);
-        assert_eq!(
-            parse_range("bytes=1000-", 1000, true).unwrap_err().code,
-            Code::InvalidRange
-        );
-        assert_eq!(parse_range("bytes=5-2", 100, false).unwrap(), None);
-        assert_eq!(parse_range("items=0-1", 100, false).unwrap(), None);
-        assert_eq!(parse_range("bytes=0-1,5-6", 100, false).unwrap(), Some((0, 2)));
-    }
 }

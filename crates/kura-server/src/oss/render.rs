@@ -1,57 +1,15 @@
-//! Rendering responses in the OSS dialect: XML bodies without xmlns, errors with request ids,
+//! Rendering in the OSS dialect: XML bodies without xmlns, errors with request ids and EC,
 //! HEAD errors in `x-oss-err`.
-
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
-use hyper::body::{Body, Frame, SizeHint};
 use kura_core::{Code, Error};
 use kura_proto::xml::{self, ErrorBody};
 use serde::Serialize;
-use tokio::sync::mpsc;
 
 use crate::request::Ctx;
-
-/// A response body: a buffer, or a stream of object bytes from a blob reader.
-pub enum RespBody {
-    Full(Option<Bytes>),
-    Stream(mpsc::Receiver<io::Result<Bytes>>),
-}
-
-impl Body for RespBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        match self.get_mut() {
-            RespBody::Full(b) => Poll::Ready(b.take().filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b)))),
-            RespBody::Stream(rx) => rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        matches!(self, RespBody::Full(None))
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            RespBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            RespBody::Stream(_) => SizeHint::default(),
-        }
-    }
-}
-
-pub type Resp = Response<RespBody>;
-
-pub fn empty(status: u16) -> Resp {
-    let mut r = Response::new(RespBody::Full(None));
-    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    r
-}
+pub use crate::response::{empty, set, set_dynamic, Resp, RespBody};
 
 pub fn xml<T: Serialize>(value: &T) -> Resp {
     let body = xml::to_xml(value);
@@ -59,23 +17,6 @@ pub fn xml<T: Serialize>(value: &T) -> Resp {
     r.headers_mut()
         .insert("content-type", HeaderValue::from_static("application/xml"));
     r
-}
-
-/// Sets a header, skipping values that cannot be sent (they came from stored metadata).
-pub fn set(r: &mut Resp, name: &'static str, value: impl AsRef<str>) {
-    if let Ok(v) = HeaderValue::from_str(value.as_ref()) {
-        r.headers_mut().insert(name, v);
-    }
-}
-
-/// Sets a header whose name is built at run time (user metadata).
-pub fn set_dynamic(r: &mut Resp, name: &str, value: &str) {
-    if let (Ok(n), Ok(v)) = (
-        http::HeaderName::from_bytes(name.as_bytes()),
-        HeaderValue::from_bytes(value.as_bytes()),
-    ) {
-        r.headers_mut().insert(n, v);
-    }
 }
 
 /// OSS's error code (EC) for the errors whose EC oss-api.md records from real OSS; the SDKs

@@ -1,10 +1,10 @@
-//! AWS Signature V4 for the S3 dialect: the Authorization header and presigned URLs. The same
+//! S3 authentication: AWS Signature V4 and V2: the Authorization header and presigned URLs. The same
 //! access keys as the OSS dialect. Returns who is asking and how the body is protected.
 
 use kura_core::{Code, Error, Result};
 use kura_proto::{sigv4, timefmt};
 
-use crate::auth::{presign_expiry, Authenticated, ChunkSigning, Credentials, Payload, Principal, MAX_SKEW_SECS};
+use super::{presign_expiry, Authenticated, ChunkSigning, Credentials, Payload, Principal, MAX_SKEW_SECS};
 use crate::request::Ctx;
 
 fn now_secs() -> u64 {
@@ -32,16 +32,6 @@ fn mismatch(sts: String, ak: &str) -> Error {
         d.string_to_sign = Some(sts);
         d.access_key_id = Some(ak.to_string());
     })
-}
-
-/// Whether a request speaks the S3 dialect: an AWS signature, or any `x-amz-` header.
-pub fn is_s3(ctx: &Ctx) -> bool {
-    ctx.header("authorization")
-        .is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256") || a.starts_with("AWS "))
-        || ctx.query_raw("X-Amz-Signature").is_some()
-        || ctx.query_raw("X-Amz-Algorithm").is_some()
-        || ctx.query_raw("AWSAccessKeyId").is_some()
-        || (ctx.header("authorization").is_none() && ctx.headers.iter().any(|(n, _)| n.starts_with("x-amz-")))
 }
 
 /// Every `x-amz-*` header acts (copy sources, ACLs, checksums, conditions), so a SigV4
