@@ -4,7 +4,7 @@
 //! referenced from metadata. Disk I/O and hashing run on the blocking pool in batches, so the
 //! async workers never stall on them and a stalled client holds no thread.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
@@ -33,6 +33,41 @@ pub struct BlobInfo {
     pub crc64: u64,
     /// The extra digests asked for with [`BlobStore::writer_with`].
     pub extra: Vec<(Algorithm, Vec<u8>)>,
+    /// Keeps the blob out of the orphan sweep until the write that will reference it has
+    /// committed (or given up): hold the info until then.
+    pub in_flight: InFlight,
+}
+
+/// Blob ids being written and not yet committed to metadata (or given up on). The orphan
+/// sweep leaves them alone, however long the commit takes.
+#[derive(Default)]
+struct InFlightSet(Mutex<HashSet<String>>);
+
+impl InFlightSet {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A registration in the in-flight set; the id leaves the set when the last clone drops.
+#[derive(Clone)]
+pub struct InFlight(Arc<InFlightRegistration>);
+
+struct InFlightRegistration {
+    set: Arc<InFlightSet>,
+    id: String,
+}
+
+impl Drop for InFlightRegistration {
+    fn drop(&mut self) {
+        self.set.lock().remove(&self.id);
+    }
+}
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "InFlight({})", self.0.id)
+    }
 }
 
 /// Blobs in use by a reader: the sweeper leaves them alone until the reader ends.
@@ -49,6 +84,7 @@ impl Leases {
 pub struct BlobStore {
     root: PathBuf,
     leases: Arc<Leases>,
+    in_flight: Arc<InFlightSet>,
 }
 
 /// Keeps blobs leased while alive.
@@ -86,6 +122,7 @@ impl BlobStore {
         Ok(BlobStore {
             root: root.to_path_buf(),
             leases: Arc::default(),
+            in_flight: Arc::default(),
         })
     }
 
@@ -103,7 +140,13 @@ impl BlobStore {
     /// same pass over each batch.
     pub fn writer_with(&self, extra: &[Algorithm]) -> BlobWriter {
         let id = new_blob_id();
+        self.in_flight.lock().insert(id.clone());
+        let in_flight = InFlight(Arc::new(InFlightRegistration {
+            set: self.in_flight.clone(),
+            id: id.clone(),
+        }));
         BlobWriter {
+            in_flight: Some(in_flight),
             extra: extra.to_vec(),
             tmp: self.root.join("tmp").join(&id),
             dest: self.path(&id),
@@ -203,17 +246,22 @@ impl BlobStore {
         w.finish().await
     }
 
-    /// Removes temporary files and blob files that no metadata refers to and that are older
-    /// than `grace` (a blob is renamed before it is referenced, so a young unreferenced blob
-    /// may be about to be). Temporary files must also be older than `tmp_grace`: an upload in
-    /// progress owns its file, and body reads time out long before a day passes. Returns how
-    /// many files were removed.
+    /// Removes files left by writers that died: temporary files older than `tmp_grace` that
+    /// no writer in this process owns, and blob files that no metadata knows and no writer in
+    /// this process is about to commit. `unknown` answers, for a batch of ids, which ones the
+    /// metadata store does not know.
+    ///
+    /// The order makes it safe against writes in progress, whatever their speed: first the
+    /// directory walk, then (per batch) a snapshot of the in-flight set, then the metadata
+    /// lookup. A blob seen in the walk was registered before its file existed; if it has left
+    /// the set by the snapshot, its commit happened before the lookup, which then sees it.
+    /// Memory stays at one batch of ids, whatever the number of blobs.
     pub fn sweep_orphans(
         &self,
-        referenced: &std::collections::HashSet<String>,
-        grace: Duration,
         tmp_grace: Duration,
+        unknown: &dyn Fn(&[String]) -> io::Result<Vec<String>>,
     ) -> io::Result<usize> {
+        const BATCH_IDS: usize = 4096;
         let now = SystemTime::now();
         let older_than = |p: &Path, limit: Duration| -> bool {
             fs::metadata(p)
@@ -222,34 +270,47 @@ impl BlobStore {
                 .and_then(|t| now.duration_since(t).ok())
                 .is_some_and(|age| age >= limit)
         };
-        let old = |p: &Path| older_than(p, grace);
         let mut removed = 0;
         for entry in fs::read_dir(self.root.join("tmp"))? {
             let p = entry?.path();
-            if older_than(&p, grace.max(tmp_grace)) && fs::remove_file(&p).is_ok() {
+            let owned = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| self.in_flight.lock().contains(n));
+            if !owned && older_than(&p, tmp_grace) && fs::remove_file(&p).is_ok() {
                 removed += 1;
             }
         }
+        let mut sweep_batch = |batch: &mut Vec<String>| -> io::Result<()> {
+            let in_flight: HashSet<String> = {
+                let set = self.in_flight.lock();
+                batch.iter().filter(|id| set.contains(*id)).cloned().collect()
+            };
+            for id in unknown(batch)? {
+                if !in_flight.contains(&id) && !self.is_leased(&id) && fs::remove_file(self.path(&id)).is_ok() {
+                    removed += 1;
+                }
+            }
+            batch.clear();
+            Ok(())
+        };
+        let mut batch = Vec::with_capacity(BATCH_IDS);
         for dir in fs::read_dir(self.root.join("blobs"))? {
             let dir = dir?.path();
             if !dir.is_dir() {
                 continue;
             }
             for entry in fs::read_dir(&dir)? {
-                let p = entry?.path();
-                let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
-                    continue;
-                };
-                if is_blob_id(name)
-                    && !referenced.contains(name)
-                    && !self.is_leased(name)
-                    && old(&p)
-                    && fs::remove_file(&p).is_ok()
-                {
-                    removed += 1;
+                let name = entry?.file_name();
+                if let Some(name) = name.to_str().filter(|n| is_blob_id(n)) {
+                    batch.push(name.to_string());
+                    if batch.len() >= BATCH_IDS {
+                        sweep_batch(&mut batch)?;
+                    }
                 }
             }
         }
+        sweep_batch(&mut batch)?;
         Ok(removed)
     }
 }
@@ -270,6 +331,7 @@ const BATCH: usize = 512 * 1024;
 /// hashed and written on the blocking pool while the next one is gathered, so at most two
 /// batches (about 1 MiB) are held, and a stalled client holds no thread.
 pub struct BlobWriter {
+    in_flight: Option<InFlight>,
     extra: Vec<Algorithm>,
     id: String,
     tmp: PathBuf,
@@ -339,9 +401,11 @@ impl BlobWriter {
         self.dispatch().await?;
         self.settle().await?;
         self.finished = true;
+        let in_flight = self.in_flight.take();
         let state = self.state.take();
         let (id, tmp, dest) = (self.id.clone(), self.tmp.clone(), self.dest.clone());
         let result = tokio::task::spawn_blocking(move || -> io::Result<BlobInfo> {
+            let in_flight = in_flight.ok_or_else(|| io::Error::other("blob writer lost its registration"))?;
             let st = state.ok_or_else(|| io::Error::other("blob writer lost its state"))?;
             let file = st.file.into_inner().map_err(|e| e.into_error())?;
             file.sync_all()?;
@@ -359,6 +423,7 @@ impl BlobWriter {
                 md5: st.md5.finalize().into(),
                 crc64: st.crc.finish(),
                 extra: st.extra.into_iter().map(|(a, h)| (a, h.finish())).collect(),
+                in_flight,
             })
         })
         .await

@@ -3,7 +3,7 @@
 //! must hold inside a transaction (the Complete checks) are pure functions here, shared by
 //! every backend.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use crate::error::{Code, Error, Result};
 use crate::model::*;
@@ -110,8 +110,10 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Blobs whose deletion is due.
     fn due_deletions(&self, now_ms: u64, limit: usize) -> Result<Vec<String>>;
     fn forget_deletions(&self, blobs: &[String]) -> Result<()>;
-    /// Every blob that metadata refers to (objects, parts, pending deletions).
-    fn referenced_blobs(&self) -> Result<HashSet<String>>;
+    /// Of `ids`, those the metadata does not know: no object or part refers to them and no
+    /// deletion is queued for them. (Every blob is recorded in an index in the transaction that
+    /// first refers to it, and forgotten when the sweeper deletes it.)
+    fn unknown_blobs(&self, ids: &[String]) -> Result<Vec<String>>;
     /// Forgets completed-upload answers older than `before_ms`.
     fn expire_completed(&self, before_ms: u64) -> Result<usize>;
 }

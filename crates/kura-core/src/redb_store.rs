@@ -55,6 +55,58 @@ const PARTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("parts")
 const COMPLETED: TableDefinition<&str, &[u8]> = TableDefinition::new("completed");
 /// blob id -> due time (ms): blobs no metadata refers to any more, deleted by the sweeper.
 const DELETIONS: TableDefinition<&str, u64> = TableDefinition::new("deletions");
+/// (due time, blob id) -> (): the same queue in due order, so the sweeper reads only what is due.
+const DELETIONS_BY_DUE: TableDefinition<(u64, &str), ()> = TableDefinition::new("deletions_by_due");
+/// (completed time, upload id) -> (): Complete answers in age order, so expiring them reads
+/// only the expired ones.
+const COMPLETED_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("completed_by_time");
+
+/// The deletion queue, both orders, inside one write transaction.
+struct DeletionQueue<'t> {
+    by_blob: redb::Table<'t, &'static str, u64>,
+    by_due: redb::Table<'t, (u64, &'static str), ()>,
+}
+
+impl<'t> DeletionQueue<'t> {
+    fn open(txn: &'t redb::WriteTransaction) -> Result<Self> {
+        Ok(DeletionQueue {
+            by_blob: txn.open_table(DELETIONS).map_err(db_err)?,
+            by_due: txn.open_table(DELETIONS_BY_DUE).map_err(db_err)?,
+        })
+    }
+
+    fn push(&mut self, blob: &str, due_ms: u64) -> Result<()> {
+        if let Some(old) = self.by_blob.insert(blob, due_ms).map_err(db_err)? {
+            let old = old.value();
+            self.by_due.remove((old, blob)).map_err(db_err)?;
+        }
+        self.by_due.insert((due_ms, blob), ()).map_err(db_err)?;
+        Ok(())
+    }
+
+    fn forget(&mut self, blob: &str) -> Result<()> {
+        if let Some(due) = self.by_blob.remove(blob).map_err(db_err)? {
+            let due = due.value();
+            self.by_due.remove((due, blob)).map_err(db_err)?;
+        }
+        Ok(())
+    }
+}
+/// blob id -> (): every blob an object, a part or the deletion queue refers to, written in
+/// the transaction that first refers to it and removed when the sweeper deletes the file, so
+/// the orphan sweep can ask about one batch of files at a time instead of loading every id.
+const BLOB_INDEX: TableDefinition<&str, ()> = TableDefinition::new("blob_index");
+/// Settings of the store itself (schema steps done).
+const STORE_INFO: TableDefinition<&str, u64> = TableDefinition::new("store_info");
+
+/// Records blobs in the index, inside the caller's transaction.
+fn index_blobs<'a>(txn: &redb::WriteTransaction, ids: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let mut t = txn.open_table(BLOB_INDEX).map_err(db_err)?;
+    for id in ids {
+        t.insert(id, ()).map_err(db_err)?;
+    }
+    Ok(())
+}
 
 pub struct RedbStore {
     db: Database,
@@ -98,6 +150,43 @@ impl RedbStore {
             txn.open_table(PARTS).map_err(db_err)?;
             txn.open_table(COMPLETED).map_err(db_err)?;
             txn.open_table(DELETIONS).map_err(db_err)?;
+            txn.open_table(DELETIONS_BY_DUE).map_err(db_err)?;
+            txn.open_table(COMPLETED_BY_TIME).map_err(db_err)?;
+            txn.open_table(BLOB_INDEX).map_err(db_err)?;
+            let mut info = txn.open_table(STORE_INFO).map_err(db_err)?;
+            if info.get("blob_index").map_err(db_err)?.is_none() {
+                // A store from before the index: record every blob it refers to, once.
+                let mut ids = Vec::new();
+                for item in txn.open_table(EXTENTS).map_err(db_err)?.iter().map_err(db_err)? {
+                    let (_, v) = item.map_err(db_err)?;
+                    ids.extend(dec::<Vec<Extent>>(v.value())?.into_iter().map(|e| e.blob));
+                }
+                for item in txn.open_table(PARTS).map_err(db_err)?.iter().map_err(db_err)? {
+                    let (_, v) = item.map_err(db_err)?;
+                    ids.push(dec::<PartRecord>(v.value())?.blob);
+                }
+                for item in txn.open_table(DELETIONS).map_err(db_err)?.iter().map_err(db_err)? {
+                    let (k, _) = item.map_err(db_err)?;
+                    ids.push(k.value().to_string());
+                }
+                index_blobs(&txn, ids.iter().map(String::as_str))?;
+                info.insert("blob_index", 1).map_err(db_err)?;
+            }
+            if info.get("ordered_queues").map_err(db_err)?.is_none() {
+                // A store from before the ordered indexes: build them once.
+                let mut by_due = txn.open_table(DELETIONS_BY_DUE).map_err(db_err)?;
+                for item in txn.open_table(DELETIONS).map_err(db_err)?.iter().map_err(db_err)? {
+                    let (k, v) = item.map_err(db_err)?;
+                    by_due.insert((v.value(), k.value()), ()).map_err(db_err)?;
+                }
+                let mut by_time = txn.open_table(COMPLETED_BY_TIME).map_err(db_err)?;
+                for item in txn.open_table(COMPLETED).map_err(db_err)?.iter().map_err(db_err)? {
+                    let (k, v) = item.map_err(db_err)?;
+                    let c: CompletedUpload = dec(v.value())?;
+                    by_time.insert((c.completed_ms, k.value()), ()).map_err(db_err)?;
+                }
+                info.insert("ordered_queues", 1).map_err(db_err)?;
+            }
         }
         txn.commit().map_err(db_err)?;
         Ok(RedbStore { db })
@@ -222,13 +311,14 @@ impl MetaStore for RedbStore {
             condition.check(key, old.as_ref())?;
             let mut extents = txn.open_table(EXTENTS).map_err(db_err)?;
             if old.is_some() {
-                let mut del = txn.open_table(DELETIONS).map_err(db_err)?;
+                let mut del = DeletionQueue::open(&txn)?;
                 for e in take_extents(&mut extents, bucket, key)? {
-                    del.insert(e.blob.as_str(), delete_due_ms).map_err(db_err)?;
+                    del.push(e.blob.as_str(), delete_due_ms)?;
                 }
             }
             store_object(&mut objects, &mut extents, bucket, key, rec)?;
         }
+        index_blobs(&txn, rec.extents.iter().map(|e| e.blob.as_str()))?;
         txn.commit().map_err(db_err)
     }
 
@@ -261,9 +351,9 @@ impl MetaStore for RedbStore {
             let existed = objects.remove((bucket, key)).map_err(db_err)?.is_some();
             if existed {
                 let mut extents = txn.open_table(EXTENTS).map_err(db_err)?;
-                let mut del = txn.open_table(DELETIONS).map_err(db_err)?;
+                let mut del = DeletionQueue::open(&txn)?;
                 for e in take_extents(&mut extents, bucket, key)? {
-                    del.insert(e.blob.as_str(), delete_due_ms).map_err(db_err)?;
+                    del.push(e.blob.as_str(), delete_due_ms)?;
                 }
             }
         }
@@ -366,10 +456,11 @@ impl MetaStore for RedbStore {
                 .map_err(db_err)?;
             if let Some(old) = old {
                 let old: PartRecord = dec(old.value())?;
-                let mut del = txn.open_table(DELETIONS).map_err(db_err)?;
-                del.insert(old.blob.as_str(), delete_due_ms).map_err(db_err)?;
+                let mut del = DeletionQueue::open(&txn)?;
+                del.push(old.blob.as_str(), delete_due_ms)?;
             }
         }
+        index_blobs(&txn, [rec.blob.as_str()])?;
         txn.commit().map_err(db_err)
     }
 
@@ -442,7 +533,7 @@ impl MetaStore for RedbStore {
             let rec = object_from_parts(&upload, &chosen, req.acl, req.now_ms);
 
             let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
-            let mut del = txn.open_table(DELETIONS).map_err(db_err)?;
+            let mut del = DeletionQueue::open(&txn)?;
             let old: Option<ObjectRecord> = match objects.get((bucket, key)).map_err(db_err)? {
                 Some(v) => Some(dec(v.value())?),
                 None => None,
@@ -453,14 +544,14 @@ impl MetaStore for RedbStore {
             let mut extents = txn.open_table(EXTENTS).map_err(db_err)?;
             if old.is_some() {
                 for e in take_extents(&mut extents, bucket, key)? {
-                    del.insert(e.blob.as_str(), req.delete_due_ms).map_err(db_err)?;
+                    del.push(e.blob.as_str(), req.delete_due_ms)?;
                 }
             }
             // Parts not listed are discarded.
             let used: HashSet<u32> = chosen.iter().map(|(n, _)| *n).collect();
             for (n, p) in &stored {
                 if !used.contains(n) {
-                    del.insert(p.blob.as_str(), req.delete_due_ms).map_err(db_err)?;
+                    del.push(p.blob.as_str(), req.delete_due_ms)?;
                 }
             }
             store_object(&mut objects, &mut extents, bucket, key, &rec)?;
@@ -480,6 +571,8 @@ impl MetaStore for RedbStore {
             };
             let mut completed = txn.open_table(COMPLETED).map_err(db_err)?;
             completed.insert(upload_id, enc(&outcome)?.as_slice()).map_err(db_err)?;
+            let mut by_time = txn.open_table(COMPLETED_BY_TIME).map_err(db_err)?;
+            by_time.insert((outcome.completed_ms, upload_id), ()).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(outcome)
@@ -493,14 +586,14 @@ impl MetaStore for RedbStore {
                 return Err(no_such_upload(upload_id));
             }
             let mut parts = txn.open_table(PARTS).map_err(db_err)?;
-            let mut del = txn.open_table(DELETIONS).map_err(db_err)?;
+            let mut del = DeletionQueue::open(&txn)?;
             for item in parts
                 .extract_from_if((upload_id, 0)..=(upload_id, u32::MAX), |_, _| true)
                 .map_err(db_err)?
             {
                 let (_, v) = item.map_err(db_err)?;
                 let p: PartRecord = dec(v.value())?;
-                del.insert(p.blob.as_str(), delete_due_ms).map_err(db_err)?;
+                del.push(p.blob.as_str(), delete_due_ms)?;
             }
         }
         txn.commit().map_err(db_err)
@@ -508,15 +601,13 @@ impl MetaStore for RedbStore {
 
     fn due_deletions(&self, now_ms: u64, limit: usize) -> Result<Vec<String>> {
         let txn = self.db.begin_read().map_err(db_err)?;
-        let t = txn.open_table(DELETIONS).map_err(db_err)?;
+        let t = txn.open_table(DELETIONS_BY_DUE).map_err(db_err)?;
         let mut out = Vec::new();
-        for item in t.iter().map_err(db_err)? {
-            let (k, v) = item.map_err(db_err)?;
-            if v.value() <= now_ms {
-                out.push(k.value().to_string());
-                if out.len() >= limit {
-                    break;
-                }
+        for item in t.range((0, "")..=(now_ms, "\u{10FFFF}")).map_err(db_err)? {
+            let (k, _) = item.map_err(db_err)?;
+            out.push(k.value().1.to_string());
+            if out.len() >= limit {
+                break;
             }
         }
         Ok(out)
@@ -525,50 +616,113 @@ impl MetaStore for RedbStore {
     fn forget_deletions(&self, blobs: &[String]) -> Result<()> {
         let txn = self.db.begin_write().map_err(db_err)?;
         {
-            let mut t = txn.open_table(DELETIONS).map_err(db_err)?;
+            let mut queue = DeletionQueue::open(&txn)?;
+            let mut index = txn.open_table(BLOB_INDEX).map_err(db_err)?;
             for b in blobs {
-                t.remove(b.as_str()).map_err(db_err)?;
+                queue.forget(b)?;
+                index.remove(b.as_str()).map_err(db_err)?;
             }
         }
         txn.commit().map_err(db_err)
     }
 
-    fn referenced_blobs(&self) -> Result<HashSet<String>> {
+    fn unknown_blobs(&self, ids: &[String]) -> Result<Vec<String>> {
         let txn = self.db.begin_read().map_err(db_err)?;
-        let mut out = HashSet::new();
-        for item in txn.open_table(EXTENTS).map_err(db_err)?.iter().map_err(db_err)? {
-            let (_, v) = item.map_err(db_err)?;
-            let extents: Vec<Extent> = dec(v.value())?;
-            out.extend(extents.into_iter().map(|e| e.blob));
-        }
-        for item in txn.open_table(PARTS).map_err(db_err)?.iter().map_err(db_err)? {
-            let (_, v) = item.map_err(db_err)?;
-            out.insert(dec::<PartRecord>(v.value())?.blob);
-        }
-        for item in txn.open_table(DELETIONS).map_err(db_err)?.iter().map_err(db_err)? {
-            let (k, _) = item.map_err(db_err)?;
-            out.insert(k.value().to_string());
+        let index = txn.open_table(BLOB_INDEX).map_err(db_err)?;
+        let mut out = Vec::new();
+        for id in ids {
+            if index.get(id.as_str()).map_err(db_err)?.is_none() {
+                out.push(id.clone());
+            }
         }
         Ok(out)
     }
 
     fn expire_completed(&self, before_ms: u64) -> Result<usize> {
         let txn = self.db.begin_write().map_err(db_err)?;
-        let mut n = 0;
+        let n;
         {
-            let mut t = txn.open_table(COMPLETED).map_err(db_err)?;
-            t.retain(|_, v| {
-                let keep = serde_json::from_slice::<CompletedUpload>(v)
-                    .map(|c| c.completed_ms >= before_ms)
-                    .unwrap_or(false);
-                if !keep {
-                    n += 1;
-                }
-                keep
-            })
-            .map_err(db_err)?;
+            let mut by_time = txn.open_table(COMPLETED_BY_TIME).map_err(db_err)?;
+            let mut completed = txn.open_table(COMPLETED).map_err(db_err)?;
+            let expired: Vec<(u64, String)> = by_time
+                .range((0, "")..(before_ms, ""))
+                .map_err(db_err)?
+                .map(|item| item.map(|(k, _)| (k.value().0, k.value().1.to_string())))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(db_err)?;
+            n = expired.len();
+            for (t, id) in &expired {
+                by_time.remove((*t, id.as_str())).map_err(db_err)?;
+                completed.remove(id.as_str()).map_err(db_err)?;
+            }
         }
-        txn.commit().map_err(db_err)?;
+        if n > 0 {
+            txn.commit().map_err(db_err)?;
+        } else {
+            txn.abort().map_err(db_err)?;
+        }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(blob: &str) -> ObjectRecord {
+        ObjectRecord {
+            etag: "E".into(),
+            s3_etag: None,
+            checksum: None,
+            size: 1,
+            crc64: 0,
+            content_md5: None,
+            last_modified_ms: 0,
+            object_type: ObjectType::Normal,
+            storage_class: "Standard".into(),
+            acl: ObjectAcl::default(),
+            headers: ObjectHeaders::default(),
+            extents: vec![Extent {
+                blob: blob.into(),
+                len: 1,
+            }],
+        }
+    }
+
+    #[test]
+    fn deletion_queue_in_due_order_and_blob_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("meta.redb")).unwrap();
+        let bucket = BucketRecord {
+            name: "bkt".into(),
+            created_ms: 0,
+            acl: Acl::default(),
+            storage_class: "Standard".into(),
+        };
+        store.create_bucket(&bucket, false, 10).unwrap();
+        let none = WriteCondition::default();
+        let ids: Vec<String> = (0..4).map(|i| format!("{i:032x}")).collect();
+        store.put_object("bkt", "a", &object(&ids[0]), &none, 0).unwrap();
+        store.put_object("bkt", "b", &object(&ids[1]), &none, 0).unwrap();
+        // Replacing queues the old blob with the given due time; deleting likewise.
+        store.put_object("bkt", "a", &object(&ids[2]), &none, 300).unwrap();
+        store.delete_object("bkt", "b", 100).unwrap();
+        assert_eq!(store.unknown_blobs(&ids).unwrap(), vec![ids[3].clone()]);
+        assert_eq!(store.due_deletions(99, 10).unwrap(), Vec::<String>::new());
+        assert_eq!(store.due_deletions(100, 10).unwrap(), vec![ids[1].clone()]);
+        assert_eq!(
+            store.due_deletions(1000, 10).unwrap(),
+            vec![ids[1].clone(), ids[0].clone()]
+        );
+        assert_eq!(store.due_deletions(1000, 1).unwrap(), vec![ids[1].clone()]);
+        store.forget_deletions(&[ids[1].clone()]).unwrap();
+        assert_eq!(store.due_deletions(1000, 10).unwrap(), vec![ids[0].clone()]);
+        let mut unknown = store.unknown_blobs(&ids).unwrap();
+        unknown.sort();
+        assert_eq!(
+            unknown,
+            vec![ids[1].clone(), ids[3].clone()],
+            "a forgotten blob leaves the index"
+        );
     }
 }

@@ -355,7 +355,7 @@ impl Kura {
             full_object: true,
             parts: 1,
         });
-        self.store_object(bucket, key, rec, info.id, condition).await
+        self.store_object(bucket, key, rec, info.id.clone(), condition).await
     }
 
     /// Records a new object; the condition is checked again inside the transaction.
@@ -371,10 +371,22 @@ impl Kura {
         let due = self.delete_due();
         let res = self.meta(move |m| m.put_object(&b, &k, &r, &condition, due)).await;
         if let Err(e) = res {
-            let _ = self.blobs.delete(&blob);
+            self.discard_uncommitted(&blob, &e);
             return Err(e);
         }
         Ok(rec)
+    }
+
+    /// After a failed metadata write: a blob whose write was refused (a check failed, nothing
+    /// committed) is removed now. When the outcome is unknown (an I/O error at commit, a
+    /// panicked task) the blob may be referenced after all, so it stays and the orphan sweep
+    /// decides from what the metadata says.
+    fn discard_uncommitted(&self, blob: &str, e: &Error) {
+        if e.code == Code::InternalError {
+            tracing::warn!(blob, "metadata outcome unknown; the blob is left for the orphan sweep");
+        } else {
+            let _ = self.blobs.delete(blob);
+        }
     }
 
     async fn find_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
@@ -436,7 +448,7 @@ impl Kura {
             ..Default::default()
         };
         let rec = object_record(&info, opts);
-        self.store_object(bucket, key, rec, info.id, condition).await
+        self.store_object(bucket, key, rec, info.id.clone(), condition).await
     }
 
     pub async fn list_objects(
@@ -585,7 +597,7 @@ impl Kura {
         // The upload may have been completed or aborted while the body streamed: the
         // transaction decides, and a losing part's blob is removed.
         if let Err(e) = self.meta(move |m| m.put_part(&b, &k, &u, part_number, &r, due)).await {
-            let _ = self.blobs.delete(&info.id);
+            self.discard_uncommitted(&info.id, &e);
             return Err(e);
         }
         Ok(rec)
@@ -759,23 +771,22 @@ impl Kura {
         Ok(n)
     }
 
-    /// Removes blob files left by a crash: unreferenced and older than `grace`. At start-up,
-    /// before any request is served, nothing can be in flight, so `grace` may be zero (one
-    /// process owns the data directory with the embedded store).
-    pub async fn sweep_orphans(&self, grace: Duration) -> Result<usize> {
-        let referenced = self.meta(|m| m.referenced_blobs()).await?;
+    /// Removes files left by writers that died: blob files the metadata does not know and no
+    /// write in this process is about to commit, and temporary files no writer owns that are
+    /// older than `tmp_grace`. Safe while requests are served (see
+    /// [`BlobStore::sweep_orphans`]); memory is one batch of ids.
+    pub async fn sweep_orphans(&self, tmp_grace: Duration) -> Result<usize> {
         let blobs = self.blobs.clone();
-        // Temporary files belong to uploads in progress for as long as their bodies keep
-        // coming; a day is far past any body timeout.
-        let tmp_grace = if grace.is_zero() {
-            grace
-        } else {
-            Duration::from_secs(24 * 3600)
-        };
-        tokio::task::spawn_blocking(move || blobs.sweep_orphans(&referenced, grace, tmp_grace))
-            .await
-            .map_err(Error::internal)?
-            .map_err(Error::internal)
+        let meta = self.meta.clone();
+        tokio::task::spawn_blocking(move || {
+            blobs.sweep_orphans(tmp_grace, &|ids| {
+                meta.unknown_blobs(ids)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            })
+        })
+        .await
+        .map_err(Error::internal)?
+        .map_err(Error::internal)
     }
 
     /// Runs the sweepers in the background: deletions every few seconds, orphans hourly.
@@ -788,7 +799,8 @@ impl Kura {
                     tracing::warn!(error = %e, "deletion sweep failed");
                 }
                 if tick.is_multiple_of(720) {
-                    match me.sweep_orphans(me.cfg.deletion_grace).await {
+                    // A temporary file older than a day has no writer: bodies idle for 60 s end.
+                    match me.sweep_orphans(Duration::from_secs(24 * 3600)).await {
                         Ok(n) if n > 0 => tracing::info!(removed = n, "orphan sweep"),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
@@ -855,6 +867,62 @@ mod tests {
         assert!(check_part_number("0").is_err());
         assert!(check_part_number("10001").is_err());
         assert!(check_part_number("x").is_err());
+    }
+
+    struct OneChunk(Option<Bytes>);
+
+    impl BodySource for OneChunk {
+        async fn next_chunk(&mut self) -> Option<Result<Bytes>> {
+            self.0.take().map(Ok)
+        }
+    }
+
+    fn blob_exists(dir: &Path, id: &str) -> bool {
+        dir.join("blobs").join(&id[..2]).join(id).exists()
+    }
+
+    /// The race the grace period used to paper over: a blob renamed into place whose commit
+    /// has not happened yet must survive a sweep (grace zero, as the tests run), then be
+    /// readable once committed; a blob nobody will commit is removed.
+    #[tokio::test]
+    async fn orphan_sweep_spares_blobs_about_to_be_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let kura = Kura::open_local(dir.path(), Config::default()).unwrap();
+        kura.create_bucket("bkt", None).await.unwrap();
+        let (info, _) = kura
+            .receive(
+                &mut OneChunk(Some(Bytes::from_static(b"acknowledged"))),
+                &BodyChecks::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(kura.sweep_orphans(Duration::ZERO).await.unwrap(), 0);
+        assert!(
+            blob_exists(dir.path(), &info.id),
+            "an uncommitted blob in flight was swept"
+        );
+        let rec = object_record(&info, WriteOptions::default());
+        kura.store_object("bkt", "k", rec, info.id.clone(), WriteCondition::default())
+            .await
+            .unwrap();
+        let id = info.id.clone();
+        drop(info);
+        assert_eq!(kura.sweep_orphans(Duration::ZERO).await.unwrap(), 0);
+        assert!(blob_exists(dir.path(), &id), "a committed blob was swept");
+        let (_, rec) = kura.head_object("bkt", "k").await.unwrap();
+        let mut rx = kura.read_object(&rec, 0, rec.size);
+        assert_eq!(&rx.recv().await.unwrap().unwrap()[..], b"acknowledged");
+
+        // A writer that dies after the rename (its registration gone, no row): an orphan.
+        let (lost, _) = kura
+            .receive(&mut OneChunk(Some(Bytes::from_static(b"lost"))), &BodyChecks::default())
+            .await
+            .unwrap();
+        let lost_id = lost.id.clone();
+        drop(lost);
+        assert_eq!(kura.sweep_orphans(Duration::ZERO).await.unwrap(), 1);
+        assert!(!blob_exists(dir.path(), &lost_id));
+        assert!(blob_exists(dir.path(), &id));
     }
 
     #[test]

@@ -102,11 +102,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let kura =
         Kura::open_local(&args.data, cfg).map_err(|e| anyhow::anyhow!("opening {}: {e}", args.data.display()))?;
-    match kura.sweep_orphans(Duration::ZERO).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(removed = n, "removed files left by an earlier crash"),
-        Err(e) => tracing::warn!(error = %e, "start-up orphan sweep failed"),
-    }
+    // Files left by a crash are swept in the background: writes that start meanwhile are
+    // registered as in flight, so the sweep cannot take them, and listening need not wait.
+    let sweeper = kura.clone();
+    tokio::spawn(async move {
+        match sweeper.sweep_orphans(Duration::ZERO).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed files left by an earlier crash"),
+            Err(e) => tracing::warn!(error = %e, "start-up orphan sweep failed"),
+        }
+    });
     kura.spawn_sweeper();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
