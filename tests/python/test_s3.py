@@ -248,3 +248,32 @@ def test_acl_grant_bodies_are_refused_not_ignored(s3, s3bucket):
         s3.put_object_acl(Bucket=s3bucket, Key="g", AccessControlPolicy={"Grants": [], "Owner": policy["Owner"]})
     assert code(e) == ("NotImplemented", 501)
     assert any(g["Permission"] == "READ" for g in s3.get_object_acl(Bucket=s3bucket, Key="g")["Grants"])
+
+
+def test_failed_complete_checksum_changes_nothing(s3, s3bucket):
+    """A Complete whose expected FULL_OBJECT checksum is wrong is refused before the commit:
+    the old object stays, and the upload can still be completed with the right value."""
+    import zlib
+    s3.put_object(Bucket=s3bucket, Key="fc", Body=b"the old object")
+    uid = s3.create_multipart_upload(Bucket=s3bucket, Key="fc", ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT")["UploadId"]
+    a, b = os.urandom(5 * 1024 * 1024), os.urandom(100)
+    parts = []
+    for n, data in enumerate([a, b], 1):
+        r = s3.upload_part(Bucket=s3bucket, Key="fc", UploadId=uid, PartNumber=n, Body=data, ChecksumAlgorithm="CRC32")
+        parts.append({"PartNumber": n, "ETag": r["ETag"], "ChecksumCRC32": r["ChecksumCRC32"]})
+    right = base64.b64encode(zlib.crc32(a + b).to_bytes(4, "big")).decode()
+    wrong = base64.b64encode((zlib.crc32(a + b) ^ 1).to_bytes(4, "big")).decode()
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket=s3bucket, Key="fc", UploadId=uid, MultipartUpload={"Parts": parts},
+                                     ChecksumCRC32=wrong, ChecksumType="FULL_OBJECT")
+    assert code(e) == ("BadDigest", 400)
+    assert s3.get_object(Bucket=s3bucket, Key="fc")["Body"].read() == b"the old object"
+    assert [p["PartNumber"] for p in s3.list_parts(Bucket=s3bucket, Key="fc", UploadId=uid)["Parts"]] == [1, 2]
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket=s3bucket, Key="fc", UploadId=uid, MultipartUpload={"Parts": parts},
+                                     ChecksumCRC32="not base64!", ChecksumType="FULL_OBJECT")
+    assert code(e) == ("InvalidRequest", 400)
+    done = s3.complete_multipart_upload(Bucket=s3bucket, Key="fc", UploadId=uid, MultipartUpload={"Parts": parts},
+                                        ChecksumCRC32=right, ChecksumType="FULL_OBJECT")
+    assert done["ChecksumCRC32"] == right
+    assert s3.get_object(Bucket=s3bucket, Key="fc")["Body"].read() == a + b

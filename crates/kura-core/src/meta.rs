@@ -50,6 +50,35 @@ pub struct CompleteRequest {
     pub now_ms: u64,
     /// When the blobs this transaction drops may be deleted.
     pub delete_due_ms: u64,
+    /// S3: the object checksum the client expects (`x-amz-checksum-*` on Complete), raw
+    /// value; checked against the completed object's before anything is written.
+    pub expected_checksum: Option<(kura_proto::checksum::Algorithm, Vec<u8>)>,
+}
+
+/// The Complete request's expected checksum against the object it would create. A mismatch
+/// (or an object without that checksum) is BadDigest, found before the commit, so a failed
+/// Complete changes nothing and the upload can be completed again.
+pub fn check_expected_checksum(
+    rec: &ObjectRecord,
+    expected: Option<&(kura_proto::checksum::Algorithm, Vec<u8>)>,
+) -> Result<()> {
+    let Some((algorithm, raw)) = expected else {
+        return Ok(());
+    };
+    let matches = rec.checksum.as_ref().is_some_and(|c| {
+        c.algorithm == *algorithm && kura_proto::checksum::from_base64(*algorithm, &c.value).as_ref() == Some(raw)
+    });
+    if matches {
+        Ok(())
+    } else {
+        Err(Error::msg(
+            Code::BadDigest,
+            format!(
+                "The {} you specified did not match the calculated checksum.",
+                algorithm.name()
+            ),
+        ))
+    }
 }
 
 pub trait MetaStore: Send + Sync + 'static {

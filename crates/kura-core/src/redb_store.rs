@@ -9,7 +9,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Code, Error, Result};
-use crate::meta::{choose_parts, object_from_parts, CompleteRequest, MetaStore, WriteCondition};
+use crate::meta::{
+    check_expected_checksum, choose_parts, object_from_parts, CompleteRequest, MetaStore, WriteCondition,
+};
 use crate::model::*;
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
@@ -531,6 +533,7 @@ impl MetaStore for RedbStore {
             }
             let chosen = choose_parts(&req.selection, &stored, req.min_part_size)?;
             let rec = object_from_parts(&upload, &chosen, req.acl, req.now_ms);
+            check_expected_checksum(&rec, req.expected_checksum.as_ref())?;
 
             let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
             let mut del = DeletionQueue::open(&txn)?;

@@ -633,9 +633,11 @@ impl Kura {
         selection: PartSelection,
         condition: WriteCondition,
         acl: Option<ObjectAcl>,
+        expected_checksum: Option<(Algorithm, Vec<u8>)>,
     ) -> Result<CompletedUpload> {
         self.bucket(bucket).await?;
         let req = CompleteRequest {
+            expected_checksum,
             bucket: bucket.to_string(),
             key: key.to_string(),
             upload_id: upload_id.to_string(),

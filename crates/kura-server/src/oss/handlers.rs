@@ -605,7 +605,7 @@ async fn complete_upload(
     let acl = header_acl(ctx, "x-oss-object-acl")?;
     let done = st
         .kura
-        .complete_upload(bucket, key, upload_id, selection, forbid_condition(ctx), acl)
+        .complete_upload(bucket, key, upload_id, selection, forbid_condition(ctx), acl, None)
         .await?;
     let url = url_encoding_for(ctx, std::iter::once(key));
     let location = format!(

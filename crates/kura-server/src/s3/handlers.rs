@@ -901,23 +901,22 @@ async fn complete(
                 .unwrap_or(e))
         }
     };
-    let done = st
-        .kura
-        .complete_upload(bucket, key, upload_id, selection, condition(ctx)?, None)
-        .await?;
-    let (_, rec) = st.kura.head_object(bucket, key).await?;
-    // A full-object checksum the client sent must be the object's.
+    // The object checksum the client expects, checked in the transaction before the commit.
+    let mut expected = None;
     for (name, value) in &ctx.headers {
         if let Some(a) = Algorithm::from_header(name) {
-            if rec
-                .checksum
-                .as_ref()
-                .is_some_and(|c| c.algorithm == a && c.full_object && c.value != value.trim())
-            {
-                return Err(Error::new(Code::BadDigest));
-            }
+            // A COMPOSITE value comes as `base64-N`; the part count is checked with the parts.
+            let b64 = value.trim().rsplit_once('-').map_or(value.trim(), |(v, _)| v);
+            let raw = checksum::from_base64(a, b64)
+                .ok_or_else(|| Error::msg(Code::InvalidRequest, format!("Value for {name} header is invalid.")))?;
+            expected = Some((a, raw));
         }
     }
+    let done = st
+        .kura
+        .complete_upload(bucket, key, upload_id, selection, condition(ctx)?, None, expected)
+        .await?;
+    let (_, rec) = st.kura.head_object(bucket, key).await?;
     let etag = rec.s3_etag.clone().unwrap_or_else(|| done.etag.to_ascii_lowercase());
     let mut r = xml(
         "CompleteMultipartUploadResult",
