@@ -100,6 +100,16 @@ pub struct WriteOptions {
     pub multipart_checksum: Option<(Algorithm, bool)>,
 }
 
+/// What a Complete asks for besides the part list.
+#[derive(Debug, Clone, Default)]
+pub struct CompleteOptions {
+    pub condition: WriteCondition,
+    /// `x-oss-object-acl` on Complete; None keeps the ACL given at Initiate.
+    pub acl: Option<ObjectAcl>,
+    /// S3: the object checksum the client expects (raw), checked before the commit.
+    pub expected_checksum: Option<(Algorithm, Vec<u8>)>,
+}
+
 pub struct ObjectListing {
     pub objects: Vec<(String, ObjectRecord)>,
     pub common_prefixes: Vec<String>,
@@ -631,19 +641,17 @@ impl Kura {
         key: &str,
         upload_id: &str,
         selection: PartSelection,
-        condition: WriteCondition,
-        acl: Option<ObjectAcl>,
-        expected_checksum: Option<(Algorithm, Vec<u8>)>,
+        opts: CompleteOptions,
     ) -> Result<CompletedUpload> {
         self.bucket(bucket).await?;
         let req = CompleteRequest {
-            expected_checksum,
+            expected_checksum: opts.expected_checksum,
             bucket: bucket.to_string(),
             key: key.to_string(),
             upload_id: upload_id.to_string(),
             selection,
-            condition,
-            acl,
+            condition: opts.condition,
+            acl: opts.acl,
             min_part_size: self.cfg.min_part_size,
             now_ms: now_millis(),
             delete_due_ms: self.delete_due(),

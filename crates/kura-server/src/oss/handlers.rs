@@ -3,6 +3,7 @@
 
 use base64::Engine;
 use kura_core::model::{Acl, BucketRecord, ObjectAcl, ObjectHeaders, ObjectRecord, PartSelection};
+use kura_core::service::CompleteOptions;
 use kura_core::service::{check_bucket_name, check_key, check_part_number, MAX_LIST};
 use kura_core::{BodyChecks, Code, Error, Result, WriteCondition, WriteOptions};
 use kura_proto::encode::{decode_path, encode_component};
@@ -605,7 +606,17 @@ async fn complete_upload(
     let acl = header_acl(ctx, "x-oss-object-acl")?;
     let done = st
         .kura
-        .complete_upload(bucket, key, upload_id, selection, forbid_condition(ctx), acl, None)
+        .complete_upload(
+            bucket,
+            key,
+            upload_id,
+            selection,
+            CompleteOptions {
+                condition: forbid_condition(ctx),
+                acl,
+                expected_checksum: None,
+            },
+        )
         .await?;
     let url = url_encoding_for(ctx, std::iter::once(key));
     let location = format!(

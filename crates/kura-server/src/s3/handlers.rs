@@ -1,7 +1,7 @@
 //! The S3 operations: routing, headers to typed core calls, and S3's responses.
 
 use kura_core::model::{Acl, BucketRecord, ObjectAcl, ObjectHeaders, ObjectRecord, PartSelection};
-use kura_core::service::{check_bucket_name, check_key, check_part_number, MAX_LIST};
+use kura_core::service::{check_bucket_name, check_key, check_part_number, CompleteOptions, MAX_LIST};
 use kura_core::{BodyChecks, BodySource, Code, Error, Result, WriteCondition, WriteOptions};
 use kura_proto::checksum::{self, Algorithm};
 use kura_proto::encode::{decode_path, encode_component};
@@ -914,7 +914,17 @@ async fn complete(
     }
     let done = st
         .kura
-        .complete_upload(bucket, key, upload_id, selection, condition(ctx)?, None, expected)
+        .complete_upload(
+            bucket,
+            key,
+            upload_id,
+            selection,
+            CompleteOptions {
+                condition: condition(ctx)?,
+                acl: None,
+                expected_checksum: expected,
+            },
+        )
         .await?;
     let (_, rec) = st.kura.head_object(bucket, key).await?;
     let etag = rec.s3_etag.clone().unwrap_or_else(|| done.etag.to_ascii_lowercase());
