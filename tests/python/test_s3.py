@@ -277,3 +277,17 @@ def test_failed_complete_checksum_changes_nothing(s3, s3bucket):
                                         ChecksumCRC32=right, ChecksumType="FULL_OBJECT")
     assert done["ChecksumCRC32"] == right
     assert s3.get_object(Bucket=s3bucket, Key="fc")["Body"].read() == a + b
+
+
+def test_listing_pages_past_keys_with_the_largest_code_point(s3, s3bucket):
+    """The cursor after a common prefix must pass keys that hold U+10FFFF (it once returned
+    the same page forever)."""
+    keys = ["a/" + "\U0010FFFF" * 6, "a/x", "b/" + "\U0010FFFF" * 5 + "z", "c"]
+    for k in keys:
+        s3.put_object(Bucket=s3bucket, Key=k, Body=b"x")
+    for method in ("list_objects", "list_objects_v2"):
+        pages = s3.get_paginator(method).paginate(Bucket=s3bucket, Delimiter="/", PaginationConfig={"PageSize": 1, "MaxItems": 20})
+        seen = []
+        for p in pages:
+            seen += [c["Prefix"] for c in p.get("CommonPrefixes", [])] + [o["Key"] for o in p.get("Contents", [])]
+        assert seen == ["a/", "b/", "c"], method

@@ -36,6 +36,15 @@ impl WriteCondition {
     }
 }
 
+/// Where a key scan starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanStart {
+    /// Keys strictly after this one (a marker, the last key of a page).
+    After(String),
+    /// Keys from this one on (past a common prefix).
+    At(String),
+}
+
 /// Everything CompleteMultipartUpload needs, decided before the transaction starts.
 #[derive(Debug, Clone)]
 pub struct CompleteRequest {
@@ -103,12 +112,12 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Removes the object if present (no error if absent; NoSuchBucket if the bucket is gone).
     fn delete_object(&self, bucket: &str, key: &str, delete_due_ms: u64) -> Result<()>;
     fn set_object_acl(&self, bucket: &str, key: &str, acl: ObjectAcl) -> Result<()>;
-    /// Objects whose key starts with `prefix` and sorts after `after`, in key order.
+    /// Objects whose key starts with `prefix`, from `start` on, in key order.
     fn scan_objects(
         &self,
         bucket: &str,
         prefix: &str,
-        after: &str,
+        start: &ScanStart,
         limit: usize,
     ) -> Result<Vec<(String, ObjectRecord)>>;
 

@@ -10,7 +10,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Code, Error, Result};
 use crate::meta::{
-    check_expected_checksum, choose_parts, object_from_parts, CompleteRequest, MetaStore, WriteCondition,
+    check_expected_checksum, choose_parts, object_from_parts, CompleteRequest, MetaStore, ScanStart, WriteCondition,
 };
 use crate::model::*;
 
@@ -380,20 +380,24 @@ impl MetaStore for RedbStore {
         &self,
         bucket: &str,
         prefix: &str,
-        after: &str,
+        start: &ScanStart,
         limit: usize,
     ) -> Result<Vec<(String, ObjectRecord)>> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let t = txn.open_table(OBJECTS).map_err(db_err)?;
-        let start = if after >= prefix { after } else { prefix };
+        let (from, exclusive) = match start {
+            ScanStart::After(k) => (k.as_str(), true),
+            ScanStart::At(k) => (k.as_str(), false),
+        };
+        let first = if from >= prefix { from } else { prefix };
         let mut out = Vec::new();
-        for item in t.range((bucket, start)..).map_err(db_err)? {
+        for item in t.range((bucket, first)..).map_err(db_err)? {
             let (k, v) = item.map_err(db_err)?;
             let (b, key) = k.value();
             if b != bucket || !has_prefix(key, prefix) {
                 break;
             }
-            if key <= after {
+            if exclusive && key == from {
                 continue;
             }
             out.push((key.to_string(), dec(v.value())?));

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::blob::{BlobInfo, BlobStore};
 use crate::error::{Code, Error, Result};
-use crate::meta::{CompleteRequest, MetaStore, WriteCondition};
+use crate::meta::{CompleteRequest, MetaStore, ScanStart, WriteCondition};
 use crate::model::*;
 use crate::redb_store::RedbStore;
 use kura_proto::checksum::{self, Algorithm};
@@ -193,10 +193,24 @@ fn common_prefix<'a>(key: &'a str, prefix: &str, delimiter: &str) -> Option<&'a 
     rest.find(delimiter).map(|i| &key[..prefix.len() + i + delimiter.len()])
 }
 
-/// A string that sorts after every key starting with `p` that can be stored (keys are UTF-8,
-/// and no UTF-8 byte exceeds 0xF4).
-fn past_prefix(p: &str) -> String {
-    format!("{p}\u{10FFFF}\u{10FFFF}\u{10FFFF}\u{10FFFF}")
+/// The smallest string greater than every string that starts with `p` (the last character
+/// that can be raised, raised), or None when no string can follow (`p` is all U+10FFFF).
+/// Listings skip a common prefix by starting there: a fixed padding such as
+/// `p + U+10FFFF...` is not past keys that themselves hold U+10FFFF, and the same page would
+/// come back forever.
+pub fn prefix_successor(p: &str) -> Option<String> {
+    let mut chars: Vec<char> = p.chars().collect();
+    while let Some(c) = chars.pop() {
+        let next = match c as u32 {
+            0xD7FF => Some('\u{E000}'),
+            n => char::from_u32(n + 1),
+        };
+        if let Some(n) = next {
+            chars.push(n);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }
 
 impl Kura {
@@ -477,8 +491,11 @@ impl Kura {
             next_marker: None,
         };
         let mut cursor = match common_prefix(marker, prefix, delimiter) {
-            Some(cp) if marker.starts_with(prefix) => past_prefix(cp),
-            _ => marker.to_string(),
+            Some(cp) if marker.starts_with(prefix) => match prefix_successor(cp) {
+                Some(next) => ScanStart::At(next),
+                None => return Ok(out),
+            },
+            _ => ScanStart::After(marker.to_string()),
         };
         let mut count = 0usize;
         if max == 0 {
@@ -497,13 +514,16 @@ impl Kura {
                 }
                 if let Some(cp) = common_prefix(&key, prefix, delimiter) {
                     let cp = cp.to_string();
-                    cursor = past_prefix(&cp);
                     out.next_marker = Some(cp.clone());
-                    out.common_prefixes.push(cp);
+                    out.common_prefixes.push(cp.clone());
                     count += 1;
+                    match prefix_successor(&cp) {
+                        Some(next) => cursor = ScanStart::At(next),
+                        None => break 'scan,
+                    }
                     continue 'scan;
                 }
-                cursor = key.clone();
+                cursor = ScanStart::After(key.clone());
                 out.next_marker = Some(key.clone());
                 out.objects.push((key, rec));
                 count += 1;
@@ -712,7 +732,11 @@ impl Kura {
         // key-marker alone: keys strictly greater. With upload-id-marker: later uploads of
         // the marker key too.
         let mut cursor: (String, String) = match common_prefix(key_marker, prefix, delimiter) {
-            Some(cp) if key_marker.starts_with(prefix) => (past_prefix(cp), String::new()),
+            // Upload ids are never empty, so (successor, "") exclusive starts at the successor.
+            Some(cp) if key_marker.starts_with(prefix) => match prefix_successor(cp) {
+                Some(next) => (next, String::new()),
+                None => return Ok(out),
+            },
             _ if upload_id_marker.is_empty() => (past_key(key_marker), String::new()),
             _ => (key_marker.to_string(), upload_id_marker.to_string()),
         };
@@ -732,7 +756,15 @@ impl Kura {
                 }
                 if let Some(cp) = common_prefix(&up.key, prefix, delimiter) {
                     let cp = cp.to_string();
-                    cursor = (past_prefix(&cp), String::new());
+                    cursor = match prefix_successor(&cp) {
+                        Some(next) => (next, String::new()),
+                        None => {
+                            out.next_key_marker = cp.clone();
+                            out.next_upload_id_marker = String::new();
+                            out.common_prefixes.push(cp);
+                            break 'scan;
+                        }
+                    };
                     out.next_key_marker = cp.clone();
                     out.next_upload_id_marker = String::new();
                     out.common_prefixes.push(cp);
@@ -941,6 +973,9 @@ mod tests {
         assert_eq!(common_prefix("a/b", "a/", "/"), None);
         assert_eq!(common_prefix("ab", "a/", "/"), None);
         assert_eq!(common_prefix("a/b", "", ""), None);
-        assert!(past_prefix("a/").as_str() > "a/\u{10FFFF}zzz");
+        assert_eq!(prefix_successor("a/").as_deref(), Some("a0"));
+        assert_eq!(prefix_successor("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(prefix_successor("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(prefix_successor("\u{10FFFF}\u{10FFFF}"), None);
     }
 }
