@@ -236,3 +236,62 @@ def test_oss_unimplemented_headers_and_live_channels(bucket_v1):
     # The SDK test helpers list live channels to clean up; the honest answer is an empty list.
     listed = bucket_v1.list_live_channel()
     assert listed.channels == [] and not listed.is_truncated
+
+
+def raw_http(server, method, path, body=b""):
+    """Sends the path byte for byte (requests would repair a stray %)."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request(method, path, body=body)
+    r = conn.getresponse()
+    out = (r.status, r.read().decode())
+    conn.close()
+    return out
+
+
+def test_bad_percent_encoding_is_refused(server, bucket_v1):
+    name = bucket_v1.bucket_name
+    for path in ["/%zz", f"/{name}/%zz", f"/{name}/a%2", f"/{name}/?prefix=%g0"]:
+        status, text = raw_http(server, "GET", path)
+        assert status == 400 and "<Code>InvalidURI</Code>" in text, (path, text)
+    assert raw_http(server, "PUT", f"/{name}/%zz", b"x")[0] == 400
+    assert not bucket_v1.object_exists("%zz")
+
+
+def test_every_error_has_a_parseable_xml_body(server, bucket_v1):
+    """Errors that echo client input with NUL or control bytes must still be XML."""
+    import xml.etree.ElementTree as ET
+    name = bucket_v1.bucket_name
+    cases = [
+        raw_request(server, "GET", "b\x00x", "k"),
+        raw_request(server, "GET", name, "k\x01", params={"uploadId": "a\x00b"}),
+        raw_request(server, "DELETE", name, "k", params={"uploadId": "\x00"}),
+        raw_request(server, "PUT", name, "k", params={"uploadId": "u\x07", "partNumber": "1"}, data=b"x"),
+        raw_request(server, "GET", name, "", params={"max-keys": "\x00"}),
+        requests.get(f"{server.endpoint}/{name}/k%00?uploadId=%00", headers={"Authorization": "AWS4-HMAC-SHA256 x"}),
+    ]
+    for r in cases:
+        assert 400 <= r.status_code < 600, r.status_code
+        root = ET.fromstring(r.content)
+        assert root.tag == "Error" and root.find("Code").text, r.content
+
+
+def test_user_metadata_limits(server, bucket_v1, s3b):
+    # OSS: 8 KiB of names and values.
+    bucket_v1.put_object("m", b"x", headers={"x-oss-meta-a": "v" * 8000})
+    with pytest.raises(oss2.exceptions.ServerError) as e:
+        bucket_v1.put_object("m2", b"x", headers={"x-oss-meta-a": "v" * 4096, "x-oss-meta-b": "v" * 4096})
+    assert e.value.status == 400 and e.value.ec == "0011-00000002"
+    assert not bucket_v1.object_exists("m2")
+    with pytest.raises(oss2.exceptions.ServerError):
+        bucket_v1.init_multipart_upload("m3", headers={"x-oss-meta-a": "v" * 9000})
+    # S3: 2 KiB.
+    client, bucket = s3b
+    client.put_object(Bucket=bucket, Key="m", Body=b"x", Metadata={"a": "v" * 2000})
+    with pytest.raises(ClientError) as e:
+        client.put_object(Bucket=bucket, Key="m2", Body=b"x", Metadata={"a": "v" * 1500, "b": "v" * 600})
+    assert code(e) == ("MetadataTooLarge", 400)
+    with pytest.raises(ClientError) as e:
+        client.copy_object(Bucket=bucket, Key="m3", CopySource={"Bucket": bucket, "Key": "m"},
+                           MetadataDirective="REPLACE", Metadata={"a": "v" * 3000})
+    assert code(e) == ("MetadataTooLarge", 400)

@@ -45,6 +45,10 @@ pub enum Code {
     MetadataTooLarge,
     /// S3: GET/HEAD `partNumber` past the object's last part.
     InvalidPartNumber,
+    /// A path or query that cannot be decoded (a stray `%`).
+    InvalidURI,
+    /// No room left on the data volume (beyond the free-space reserve).
+    InsufficientStorage,
 }
 
 impl Code {
@@ -87,6 +91,8 @@ impl Code {
             Code::AuthorizationQueryParametersError => "AuthorizationQueryParametersError",
             Code::MetadataTooLarge => "MetadataTooLarge",
             Code::InvalidPartNumber => "InvalidPartNumber",
+            Code::InvalidURI => "InvalidURI",
+            Code::InsufficientStorage => "InsufficientStorage",
         }
     }
 
@@ -108,6 +114,7 @@ impl Code {
             Code::MethodNotAllowed => 405,
             Code::NotImplemented => 501,
             Code::InternalError => 500,
+            Code::InsufficientStorage => 507,
             _ => 400,
         }
     }
@@ -151,6 +158,8 @@ impl Code {
             Code::AuthorizationQueryParametersError => "The X-Amz-* query parameters of this presigned request are not valid.",
             Code::MetadataTooLarge => "Your metadata headers exceed the maximum allowed metadata size.",
             Code::InvalidPartNumber => "The requested partnumber is not satisfiable",
+            Code::InvalidURI => "Couldn't parse the specified URI.",
+            Code::InsufficientStorage => "There is not enough free space on the server to store this data. Delete objects or add space, then retry.",
         }
     }
 }
@@ -167,6 +176,8 @@ pub struct Detail {
     pub access_key_id: Option<String>,
     /// S3: the `x-amz-*` headers a signature left out (`HeadersNotSigned`).
     pub headers_not_signed: Option<String>,
+    /// OSS: the error's EC, when the code that raised it knows it.
+    pub ec: Option<&'static str>,
 }
 
 /// An error as the client will see it: code, message and the optional detail elements.

@@ -19,11 +19,35 @@ pub fn encode_path(s: &str) -> String {
 
 /// Decodes a path segment (`+` stays `+`). None if the result is not UTF-8.
 pub fn decode_path(s: &str) -> Option<String> {
+    if !well_formed_percents(s) {
+        return None;
+    }
     percent_decode_str(s).decode_utf8().ok().map(|c| c.into_owned())
+}
+
+/// Whether every `%` starts a `%XX` escape. The percent-encoding crate passes a stray `%`
+/// through as itself, so `/b/%zz` would name the key `%zz` instead of being refused.
+pub fn well_formed_percents(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            if i + 2 >= b.len() || !(b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit()) {
+                return false;
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    true
 }
 
 /// Decodes a query component as form data: `+` is a space.
 pub fn decode_query(s: &str) -> Option<String> {
+    if !well_formed_percents(s) {
+        return None;
+    }
     let replaced = s.replace('+', " ");
     percent_decode_str(&replaced).decode_utf8().ok().map(|c| c.into_owned())
 }
@@ -48,6 +72,16 @@ pub fn parse_query(raw: &str) -> Option<Vec<(String, String)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn malformed_percents() {
+        for bad in ["%", "%z", "%zz", "a%2", "a%g0b", "%%"] {
+            assert!(!well_formed_percents(bad), "{bad}");
+            assert_eq!(decode_path(bad), None, "{bad}");
+            assert_eq!(decode_query(bad), None, "{bad}");
+        }
+        assert!(well_formed_percents("a%20b%2Fc"));
+    }
 
     #[test]
     fn encodings() {

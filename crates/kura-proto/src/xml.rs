@@ -5,6 +5,32 @@ use serde::{Deserialize, Serialize};
 
 pub const DECLARATION: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
 
+/// Whether a string can travel as XML 1.0 text: no control characters but tab, newline and
+/// carriage return, no U+FFFE/U+FFFF. Client input echoed in an error (a bucket name, an
+/// upload id with a NUL byte) that fails this is left out rather than breaking the body.
+pub fn xml_safe(s: &str) -> bool {
+    s.chars()
+        .all(|c| matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{7f}' && c != '\u{fffe}' && c != '\u{ffff}'))
+}
+
+/// `s` with every character that cannot travel in XML 1.0 replaced by U+FFFD.
+pub fn xml_text(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if xml_safe(c.encode_utf8(&mut [0; 4])) {
+                c
+            } else {
+                '\u{fffd}'
+            }
+        })
+        .collect()
+}
+
+/// `value` if it is [`xml_safe`].
+pub fn xml_safe_opt(value: Option<String>) -> Option<String> {
+    value.filter(|v| xml_safe(v))
+}
+
 /// Serializes a body with the XML declaration in front.
 pub fn to_xml<T: Serialize>(value: &T) -> String {
     let mut out = String::from(DECLARATION);

@@ -170,8 +170,41 @@ fn header_matches(name: &str, pattern: &str) -> bool {
     }
 }
 
+/// Largest user metadata a request may carry, counted as the bytes of each name (after the
+/// `x-oss-meta-` / `x-amz-meta-` prefix) and value: OSS allows 8 KiB, S3 2 KiB.
+pub const MAX_USER_META_OSS: usize = 8 * 1024;
+pub const MAX_USER_META_S3: usize = 2 * 1024;
+
+fn check_user_metadata(dialect: Dialect, ctx: &Ctx) -> Result<()> {
+    let (prefix, limit) = match dialect {
+        Dialect::Oss => ("x-oss-meta-", MAX_USER_META_OSS),
+        Dialect::S3 => ("x-amz-meta-", MAX_USER_META_S3),
+    };
+    let size: usize = ctx
+        .headers
+        .iter()
+        .filter_map(|(n, v)| n.strip_prefix(prefix).map(|m| m.len() + v.len()))
+        .sum();
+    if size <= limit {
+        return Ok(());
+    }
+    Err(match dialect {
+        // The OSS code for this is not recorded anywhere we could check; the EC is.
+        Dialect::Oss => Error::msg(
+            Code::InvalidArgument,
+            format!("The user metadata in your request exceeds the 8 KB size limit ({size} bytes)."),
+        )
+        .with(|d| d.ec = Some("0011-00000002")),
+        Dialect::S3 => Error::msg(
+            Code::MetadataTooLarge,
+            format!("Your metadata headers exceed the maximum allowed metadata size ({size} of {limit} bytes)."),
+        ),
+    })
+}
+
 /// Refuses query parameters and headers outside what this server implements.
 fn check_supported(dialect: Dialect, ctx: &Ctx) -> Result<()> {
+    check_user_metadata(dialect, ctx)?;
     for (name, value) in &ctx.query {
         let name = name.as_str();
         let known = SIGNATURE_PARAMS.iter().any(|(d, n)| *d == dialect && *n == name)

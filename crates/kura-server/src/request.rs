@@ -69,6 +69,11 @@ pub fn parse(parts: &http::request::Parts, domain: Option<&str>) -> Result<Ctx> 
     for (name, value) in &parts.headers {
         headers.push((name.as_str().to_string(), header_text(value.as_bytes())));
     }
+    let bad_uri = || Error::new(Code::InvalidURI);
+    if !encode::well_formed_percents(parts.uri.path()) || !encode::well_formed_percents(parts.uri.query().unwrap_or(""))
+    {
+        return Err(bad_uri());
+    }
     let query = encode::parse_query(parts.uri.query().unwrap_or(""))
         .ok_or_else(|| Error::msg(Code::InvalidArgument, "The query string is not valid UTF-8."))?;
     let raw_path = parts.uri.path();
@@ -213,6 +218,11 @@ mod tests {
         let c = ctx("GET", "/b/..%2F..%2Fetc", "h", None).unwrap();
         assert_eq!(c.key.as_deref(), Some("../../etc"));
         assert!(ctx("GET", "/b/%FF", "h", None).is_err(), "keys must be UTF-8");
+        assert_eq!(ctx("GET", "/b/%zz", "h", None).unwrap_err().code, Code::InvalidURI);
+        assert_eq!(
+            ctx("GET", "/b/k?prefix=%2", "h", None).unwrap_err().code,
+            Code::InvalidURI
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
 use kura_core::{Code, Error};
-use kura_proto::xml::{self, ErrorBody};
+use kura_proto::xml::{self, xml_safe_opt, ErrorBody};
 use serde::Serialize;
 
 use crate::request::Ctx;
@@ -22,6 +22,9 @@ pub fn xml<T: Serialize>(value: &T) -> Resp {
 /// OSS's error code (EC) for the errors whose EC oss-api.md records from real OSS; the SDKs
 /// surface it (pyv2, gov2, ali-oss) and fall back to nothing when it is absent.
 fn error_ec(e: &Error, ctx: Option<&Ctx>) -> Option<&'static str> {
+    if let Some(ec) = e.detail.as_ref().and_then(|d| d.ec) {
+        return Some(ec);
+    }
     let op = ctx.map(|c| {
         (
             c.method.as_str(),
@@ -56,14 +59,14 @@ pub fn error(e: &Error, request_id: &str, ctx: Option<&Ctx>, host: &str, is_head
     let d = e.detail();
     let body = ErrorBody {
         code: e.code.as_str().to_string(),
-        message: e.message.clone(),
+        message: xml::xml_text(&e.message),
         request_id: request_id.to_string(),
-        host_id: host.to_string(),
-        bucket_name: d.bucket.clone().or_else(|| {
+        host_id: xml_safe_opt(Some(host.to_string())).unwrap_or_default(),
+        bucket_name: xml_safe_opt(d.bucket.clone().or_else(|| {
             matches!(e.code, Code::NoSuchBucket | Code::BucketNotEmpty)
                 .then(|| ctx.and_then(|c| c.bucket.clone()))
                 .flatten()
-        }),
+        })),
         // A key with control characters cannot travel in XML; it is left out.
         key: d
             .key
@@ -74,12 +77,12 @@ pub fn error(e: &Error, request_id: &str, ctx: Option<&Ctx>, host: &str, is_head
                     .flatten()
             })
             .filter(|k| !k.chars().any(char::is_control)),
-        upload_id: d.upload_id.clone(),
-        argument_name: d.argument.as_ref().map(|a| a.0.clone()),
-        argument_value: d.argument.as_ref().map(|a| a.1.clone()),
+        upload_id: xml_safe_opt(d.upload_id.clone()),
+        argument_name: xml_safe_opt(d.argument.as_ref().map(|a| a.0.clone())),
+        argument_value: xml_safe_opt(d.argument.as_ref().map(|a| a.1.clone())),
         server_time: d.server_time.clone(),
-        string_to_sign: d.string_to_sign.clone(),
-        oss_access_key_id: d.access_key_id.clone(),
+        string_to_sign: xml_safe_opt(d.string_to_sign.clone()),
+        oss_access_key_id: xml_safe_opt(d.access_key_id.clone()),
         ec: error_ec(e, ctx).map(str::to_string),
     };
     let status = e.code.status();

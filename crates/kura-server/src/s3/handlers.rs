@@ -7,7 +7,7 @@ use kura_proto::checksum::{self, Algorithm};
 use kura_proto::encode::{decode_path, encode_component};
 use kura_proto::s3xml::{self as x, NS};
 use kura_proto::timefmt::{http_date, iso8601};
-use kura_proto::xml::{from_request_xml, CompleteMultipartUpload, CreateBucketConfiguration, Delete};
+use kura_proto::xml::{from_request_xml, xml_safe_opt, CompleteMultipartUpload, CreateBucketConfiguration, Delete};
 
 use crate::auth::chunked::AwsChunked;
 use crate::auth::{Authenticated, Payload, Principal};
@@ -1063,7 +1063,7 @@ pub fn error(e: &Error, request_id: &str, ctx: Option<&Ctx>, is_head: bool) -> R
             412,
             "At least one of the pre-conditions you specified did not hold".to_string(),
         ),
-        c => (c.as_str(), c.status(), e.message.clone()),
+        c => (c.as_str(), c.status(), kura_proto::xml::xml_text(&e.message)),
     };
     if e.code == Code::NotModified {
         return render::empty(304);
@@ -1075,14 +1075,14 @@ pub fn error(e: &Error, request_id: &str, ctx: Option<&Ctx>, is_head: bool) -> R
     let body = x::ErrorBody {
         code: code.into(),
         message,
-        bucket_name: d.bucket.clone().or_else(|| {
+        bucket_name: xml_safe_opt(d.bucket.clone().or_else(|| {
             matches!(
                 e.code,
                 Code::NoSuchBucket | Code::BucketNotEmpty | Code::BucketAlreadyOwnedByYou
             )
             .then(|| ctx.and_then(|c| c.bucket.clone()))
             .flatten()
-        }),
+        })),
         key: d
             .key
             .clone()
@@ -1092,12 +1092,12 @@ pub fn error(e: &Error, request_id: &str, ctx: Option<&Ctx>, is_head: bool) -> R
                     .flatten()
             })
             .filter(|k| !k.chars().any(char::is_control)),
-        upload_id: d.upload_id.clone(),
-        argument_name: d.argument.as_ref().map(|a| a.0.clone()),
-        argument_value: d.argument.as_ref().map(|a| a.1.clone()),
+        upload_id: xml_safe_opt(d.upload_id.clone()),
+        argument_name: xml_safe_opt(d.argument.as_ref().map(|a| a.0.clone())),
+        argument_value: xml_safe_opt(d.argument.as_ref().map(|a| a.1.clone())),
         server_time: d.server_time.clone(),
-        string_to_sign: d.string_to_sign.clone(),
-        access_key_id: d.access_key_id.clone(),
+        string_to_sign: xml_safe_opt(d.string_to_sign.clone()),
+        access_key_id: xml_safe_opt(d.access_key_id.clone()),
         headers_not_signed: d.headers_not_signed.clone(),
         resource: ctx
             .map(|c| c.path.clone())
