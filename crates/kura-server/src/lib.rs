@@ -11,6 +11,7 @@ pub mod oss;
 pub mod request;
 pub mod response;
 pub mod s3;
+mod timed_io;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -112,19 +113,77 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> std::result::R
     Ok(resp)
 }
 
+/// Connection limits of [`serve`].
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Connections served at once; past this, a new connection gets 503 and is closed.
+    pub max_connections: usize,
+    /// How long a response write may wait for the client to read. A reader that stops
+    /// reading loses its connection after this, which ends its stream and releases the blobs
+    /// it leased (an idle request body already ends after [`request::BODY_IDLE_TIMEOUT`]).
+    pub write_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            max_connections: 512,
+            write_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The answer to a connection over the limit: read what headers arrive within a second (so
+/// the client is not reset mid-request where avoidable), answer 503 with Retry-After, close.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [0u8; 8192];
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if seen.windows(4).any(|w| w == b"\r\n\r\n") || seen.len() > MAX_BUF {
+                break;
+            }
+        }
+    })
+    .await;
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>ServiceUnavailable</Code>\
+                <Message>The server is at its connection limit; retry shortly.</Message></Error>";
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/xml\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(resp.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
 /// Serves connections from `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, state: Arc<State>) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, state: Arc<State>, opts: ServeOptions) -> std::io::Result<()> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(opts.max_connections));
     loop {
         let (stream, peer): (_, SocketAddr) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, limit = opts.max_connections, "connection limit reached; refusing");
+            tokio::spawn(refuse(stream));
+            continue;
+        };
         let state = state.clone();
+        let write_timeout = opts.write_timeout;
         tokio::spawn(async move {
+            let _permit = permit;
             let svc = service_fn(move |req| handle(state.clone(), req));
+            let io = timed_io::TimedIo::new(stream, write_timeout);
             let conn = hyper::server::conn::http1::Builder::new()
                 .max_buf_size(MAX_BUF)
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(TokioIo::new(stream), svc);
+                .serve_connection(TokioIo::new(io), svc);
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }

@@ -38,6 +38,14 @@ pub struct ServeArgs {
     /// Most buckets the server holds (OSS allows 100 per account).
     #[arg(long, default_value_t = 100)]
     pub max_buckets: usize,
+    /// Connections served at once; past it a new connection gets 503 (Retry-After) and is
+    /// closed. Each connection holds at most about 1.3 MiB of buffers.
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
+    /// Seconds a response may wait for a client that stopped reading before the connection
+    /// is closed (and the object's blobs are released).
+    #[arg(long, default_value_t = 60)]
+    pub write_timeout_secs: u64,
 }
 
 const CREDENTIALS_FILE: &str = "credentials";
@@ -125,7 +133,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         domain: args.domain.clone(),
     });
     tokio::select! {
-        r = kura_server::serve(listener, state) => r?,
+        r = kura_server::serve(listener, state, kura_server::ServeOptions {
+            max_connections: args.max_connections.max(1),
+            write_timeout: Duration::from_secs(args.write_timeout_secs.max(1)),
+        }) => r?,
         _ = tokio::signal::ctrl_c() => println!("shutting down"),
     }
     Ok(())

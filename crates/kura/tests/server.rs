@@ -404,8 +404,16 @@ async fn crash_mid_upload_keeps_every_acknowledged_part_and_nothing_else() {
             .expect("an acknowledged part survives");
         assert_eq!(&p.etag, etag);
     }
-    // Every listed part is whole, and the start-up sweep left exactly their files and the
-    // earlier object's.
+    // Every listed part is whole, and the start-up sweep (in the background, after
+    // listening) leaves exactly their files and the earlier object's.
+    let swept = || {
+        files_under(&dir.path().join("tmp")).is_empty()
+            && files_under(&dir.path().join("blobs")).len() == listed.parts.len() + 1
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !swept() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert!(files_under(&dir.path().join("tmp")).is_empty());
     assert_eq!(files_under(&dir.path().join("blobs")).len(), listed.parts.len() + 1);
     let survivor = ok(s.v4(Method::GET, Some("crash"), Some("survivor"), &[])).await;
@@ -609,4 +617,70 @@ async fn virtual_host_addressing_with_domain() {
     // The same object, path-style.
     let got = ok(s.v4(Method::GET, Some("vhost"), Some("dir/key"), &[])).await;
     assert_eq!(got.bytes().await.unwrap().as_ref(), body.as_slice());
+}
+
+/// Past `--max-connections`, a new connection gets a clean 503 with Retry-After, and once a
+/// connection closes the next one is served.
+#[tokio::test]
+async fn connection_limit_refuses_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::start_with(dir.path(), &["--max-connections", "2"]);
+    let a = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    let b = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let r = reqwest::get(s.url("/")).await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(header(&r, "retry-after"), "1");
+    assert!(r.text().await.unwrap().contains("<Code>ServiceUnavailable</Code>"));
+    drop(a);
+    drop(b);
+    let mut served = false;
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if s.v4(Method::GET, None, None, &[]).send().await.unwrap().status() == 200 {
+            served = true;
+            break;
+        }
+    }
+    assert!(served, "closed connections did not free their slots");
+}
+
+/// A client that stops reading a download loses its connection after `--write-timeout-secs`
+/// instead of holding it (and the object's blobs) forever.
+#[tokio::test]
+async fn a_reader_that_stops_reading_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::start_with(dir.path(), &["--write-timeout-secs", "1"]);
+    ok(s.v4(Method::PUT, Some("slow"), None, &[])).await;
+    let size = 48 * 1024 * 1024;
+    ok(s.v4(Method::PUT, Some("slow"), Some("big"), &[]).body(vec![7u8; size])).await;
+    // A public bucket, so the bare GET below needs no signature.
+    ok(s.v4h(
+        Method::PUT,
+        Some("slow"),
+        None,
+        &[("acl", "")],
+        &[("x-oss-acl", "public-read")],
+    ))
+    .await;
+    let mut sock = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    write!(sock, "GET /slow/big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    // Read nothing for a while: the socket buffers fill, the server's write stalls.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match sock.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(got > 0, "the response never started");
+    assert!(
+        got < size,
+        "the whole object arrived: the stalled write was never cut off"
+    );
+    // The server still serves others.
+    ok(s.v4(Method::GET, None, None, &[])).await;
 }
