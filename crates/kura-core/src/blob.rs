@@ -171,6 +171,19 @@ impl BlobStore {
         }
     }
 
+    /// Bytes available to this process on the data volume (statvfs `f_bavail`).
+    pub fn free_bytes(&self) -> io::Result<u64> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(self.root.as_os_str().as_bytes()).map_err(io::Error::other)?;
+        // SAFETY: statvfs writes only into `st`, which is a plain C struct we own, and reads
+        // the NUL-terminated path, which outlives the call.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(st.f_bavail as u64 * st.f_frsize as u64)
+    }
+
     pub fn is_leased(&self, id: &str) -> bool {
         self.leases.lock().contains_key(id)
     }

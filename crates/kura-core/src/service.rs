@@ -35,6 +35,9 @@ pub struct Config {
     pub deletion_grace: Duration,
     /// How long a Complete's answer is kept for retries.
     pub completed_retention: Duration,
+    /// Free space kept on the data volume for metadata commits and deletes: a body write that
+    /// would eat into it is refused with InsufficientStorage.
+    pub min_free_bytes: u64,
 }
 
 impl Default for Config {
@@ -46,6 +49,7 @@ impl Default for Config {
             max_buckets: 100,
             deletion_grace: Duration::from_secs(60),
             completed_retention: Duration::from_secs(2 * 24 * 3600),
+            min_free_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -72,6 +76,11 @@ pub struct BodyChecks {
     pub trailing: Vec<Algorithm>,
     /// The signed payload hash (`x-amz-content-sha256`), when it is a real hash.
     pub payload_sha256: Option<Vec<u8>>,
+    /// The body length the client declared, when it did: checked against free space first.
+    pub declared_len: Option<u64>,
+    /// The client sent `Expect: 100-continue`: it waits for the answer before sending the
+    /// body, so a refusal need not read any of it.
+    pub expect_continue: bool,
 }
 
 impl BodyChecks {
@@ -213,7 +222,55 @@ pub fn prefix_successor(p: &str) -> Option<String> {
     None
 }
 
+/// How much of a refused body is read and dropped so that the client, which is still
+/// sending, gets the answer instead of a reset connection. Past this the connection closes.
+const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
+
+async fn drain(body: &mut impl BodySource, limit: u64) {
+    let mut read = 0u64;
+    while read <= limit {
+        match body.next_chunk().await {
+            Some(Ok(chunk)) => read += chunk.len() as u64,
+            _ => break,
+        }
+    }
+}
+
+/// How many body bytes pass between two looks at the free space.
+const SPACE_CHECK_EVERY: u64 = 8 * 1024 * 1024;
+
+/// A blob I/O error as the client sees it: a full volume is InsufficientStorage (nothing was
+/// stored, retry later), anything else an internal error.
+fn storage_error(e: std::io::Error) -> Error {
+    let full = e.kind() == std::io::ErrorKind::StorageFull
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT));
+    if full {
+        Error::new(Code::InsufficientStorage)
+    } else {
+        Error::internal(e)
+    }
+}
+
 impl Kura {
+    /// Refuses a write of `incoming` bytes that would leave less than the reserve free.
+    async fn space_for(&self, incoming: u64) -> Result<()> {
+        let blobs = self.blobs.clone();
+        let free = tokio::task::spawn_blocking(move || blobs.free_bytes())
+            .await
+            .map_err(Error::internal)?
+            .map_err(Error::internal)?;
+        if free < self.cfg.min_free_bytes.saturating_add(incoming) {
+            tracing::warn!(
+                free,
+                incoming,
+                reserve = self.cfg.min_free_bytes,
+                "refusing a write: the data volume is full"
+            );
+            return Err(Error::new(Code::InsufficientStorage));
+        }
+        Ok(())
+    }
+
     /// Opens the embedded default: redb metadata and blob files under `data_dir`.
     pub fn open_local(data_dir: &Path, cfg: Config) -> Result<Arc<Self>> {
         std::fs::create_dir_all(data_dir).map_err(Error::internal)?;
@@ -306,8 +363,15 @@ impl Kura {
         body: &mut impl BodySource,
         checks: &BodyChecks,
     ) -> Result<(BlobInfo, Option<(Algorithm, String)>)> {
+        if let Err(e) = self.space_for(checks.declared_len.unwrap_or(0)).await {
+            if !checks.expect_continue {
+                drain(body, DRAIN_LIMIT).await;
+            }
+            return Err(e);
+        }
         let mut w = self.blobs.writer_with(&checks.algorithms());
         let mut size = 0u64;
+        let mut checked_at = 0u64;
         while let Some(chunk) = body.next_chunk().await {
             let chunk = chunk?;
             size += chunk.len() as u64;
@@ -317,9 +381,18 @@ impl Kura {
                     format!("The body exceeds the limit of {} bytes.", self.cfg.max_body_size),
                 ));
             }
-            w.write(chunk).await.map_err(Error::internal)?;
+            // A body of unknown length may still run into the reserve: look again as it grows.
+            if size - checked_at >= SPACE_CHECK_EVERY {
+                checked_at = size;
+                if let Err(e) = self.space_for(0).await {
+                    drop(w);
+                    drain(body, DRAIN_LIMIT).await;
+                    return Err(e);
+                }
+            }
+            w.write(chunk).await.map_err(storage_error)?;
         }
-        let info = w.finish().await.map_err(Error::internal)?;
+        let info = w.finish().await.map_err(storage_error)?;
         let digest = |a: Algorithm| info.extra.iter().find(|(x, _)| *x == a).map(|(_, v)| v.as_slice());
         let mut failure = None;
         if checks.content_md5.is_some_and(|m| m != info.md5) {
@@ -459,11 +532,12 @@ impl Kura {
         check_key(key)?;
         self.bucket(bucket).await?;
         condition.check(key, self.find_object(bucket, key).await?.as_ref())?;
+        self.space_for(src.size).await?;
         let info = self
             .blobs
             .copy(src.extents.clone(), 0, src.size)
             .await
-            .map_err(Error::internal)?;
+            .map_err(storage_error)?;
         let opts = WriteOptions {
             headers: replace.unwrap_or_else(|| src.headers.clone()),
             acl,
@@ -647,11 +721,12 @@ impl Kura {
         if range.end - range.start > self.cfg.max_body_size {
             return Err(Error::new(Code::EntityTooLarge));
         }
+        self.space_for(range.end - range.start).await?;
         let info = self
             .blobs
             .copy(src.extents.clone(), range.start, range.end)
             .await
-            .map_err(Error::internal)?;
+            .map_err(storage_error)?;
         self.record_part(bucket, key, upload_id, part_number, info, None).await
     }
 

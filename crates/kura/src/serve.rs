@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// Most buckets the server holds (OSS allows 100 per account).
     #[arg(long, default_value_t = 100)]
     pub max_buckets: usize,
+    /// Free bytes kept on the data volume for metadata commits and deletes; uploads that
+    /// would eat into them get 507 InsufficientStorage (and work again once space is freed).
+    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    pub min_free_bytes: u64,
     /// Connections served at once; past it a new connection gets 503 (Retry-After) and is
     /// closed. Each connection holds at most about 1.3 MiB of buffers.
     #[arg(long, default_value_t = 512)]
@@ -106,6 +110,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         region: args.region.clone(),
         deletion_grace: Duration::from_secs(args.deletion_grace_secs),
         max_buckets: args.max_buckets,
+        min_free_bytes: args.min_free_bytes,
         ..Config::default()
     };
     let kura =

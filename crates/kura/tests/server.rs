@@ -684,3 +684,112 @@ async fn a_reader_that_stops_reading_is_cut_off() {
     // The server still serves others.
     ok(s.v4(Method::GET, None, None, &[])).await;
 }
+
+/// A small file system of its own (tmpfs, mounted by the test; CI runs as root). Unmounted on
+/// drop.
+struct SmallVolume(tempfile::TempDir);
+
+impl SmallVolume {
+    fn mount(size_mib: u64) -> Option<SmallVolume> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallVolume(dir))
+    }
+}
+
+impl Drop for SmallVolume {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+/// A full volume: writes that would eat into the reserve get 507 InsufficientStorage and store
+/// nothing, metadata commits and deletes keep working, and writes work again once space is
+/// freed, without a restart.
+#[tokio::test]
+async fn disk_full_refuses_cleanly_and_recovers() {
+    let Some(vol) = SmallVolume::mount(64) else {
+        assert!(
+            unsafe { libc::geteuid() } != 0,
+            "running as root, yet a tmpfs could not be mounted"
+        );
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    };
+    let data = vol.0.path().join("data");
+    let s = common::start_with(
+        &data,
+        &[
+            "--min-free-bytes",
+            &(12 * 1024 * 1024).to_string(),
+            "--deletion-grace-secs",
+            "0",
+        ],
+    );
+    ok(s.v4(Method::PUT, Some("full"), None, &[])).await;
+    let mib = |n: usize| vec![9u8; n * 1024 * 1024];
+    ok(s.v4(Method::PUT, Some("full"), Some("a"), &[]).body(mib(30))).await;
+    // Declared too big for what is left above the reserve: refused before a byte is written.
+    let r = s
+        .v4(Method::PUT, Some("full"), Some("b"), &[])
+        .body(mib(30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 507);
+    assert!(r.text().await.unwrap().contains("<Code>InsufficientStorage</Code>"));
+    // Undeclared length (chunked): refused once the writes reach the reserve; nothing is kept.
+    let stream = futures_util::stream::iter((0..30).map(move |_| Ok::<_, std::io::Error>(bytes::Bytes::from(mib(1)))));
+    let r = s
+        .v4(Method::PUT, Some("full"), Some("c"), &[])
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 507);
+    let gone = s.v4(Method::HEAD, Some("full"), Some("c"), &[]).send().await.unwrap();
+    assert_eq!(gone.status(), 404);
+    // The refused writer removes its temporary file as it winds down.
+    for _ in 0..40 {
+        if files_under(&data.join("tmp")).is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        files_under(&data.join("tmp")).is_empty(),
+        "a refused body left a temporary file"
+    );
+    // Metadata commits still work inside the reserve: a multipart upload starts, a delete runs.
+    ok(s.v4(Method::POST, Some("full"), Some("m"), &[("uploads", "")])).await;
+    ok(s.v4(Method::DELETE, Some("full"), Some("a"), &[])).await;
+    // Once the deletion sweeper has freed the bytes, writes work again without a restart.
+    let mut stored = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let r = s
+            .v4(Method::PUT, Some("full"), Some("b"), &[])
+            .body(mib(30))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            stored = true;
+            break;
+        }
+        assert_eq!(r.status(), 507);
+    }
+    assert!(stored, "writes did not resume after space was freed");
+    let got = ok(s.v4(Method::GET, Some("full"), Some("b"), &[]))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 30 * 1024 * 1024);
+    drop(s);
+}

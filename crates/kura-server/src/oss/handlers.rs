@@ -79,6 +79,8 @@ fn body_checks(ctx: &Ctx) -> Result<BodyChecks> {
             Payload::Sha256(h) => Some(h.clone()),
             _ => None,
         },
+        declared_len: declared_len(ctx),
+        expect_continue: expects_continue(ctx),
         ..Default::default()
     })
 }

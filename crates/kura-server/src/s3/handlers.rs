@@ -12,7 +12,10 @@ use kura_proto::xml::{from_request_xml, xml_safe_opt, CompleteMultipartUpload, C
 use crate::auth::chunked::AwsChunked;
 use crate::auth::{Authenticated, Payload, Principal};
 use crate::authz::object_readable;
-use crate::common::{check_conditions, check_xml_md5, content_md5, is_true, parse_max, parse_range, stored_headers};
+use crate::common::{
+    check_conditions, check_xml_md5, content_md5, declared_len, expects_continue, is_true, parse_max, parse_range,
+    stored_headers,
+};
 use crate::op::Operation;
 use crate::request::{read_xml_body, Ctx, HyperBody};
 use crate::response::{self as render, set, Resp};
@@ -133,6 +136,8 @@ fn object_headers(ctx: &Ctx) -> ObjectHeaders {
 fn body_checks(ctx: &Ctx, payload: &Payload) -> Result<BodyChecks> {
     let mut checks = BodyChecks {
         content_md5: content_md5(ctx)?,
+        declared_len: declared_len(ctx),
+        expect_continue: expects_continue(ctx),
         ..Default::default()
     };
     if let Payload::Sha256(h) = payload {
