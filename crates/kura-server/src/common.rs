@@ -193,6 +193,21 @@ pub fn stored_headers(r: &mut Resp, hd: &ObjectHeaders, ctx: &Ctx, meta_prefix: 
     }
 }
 
+
+/// The body length a request declares: the decoded length of an aws-chunked body, else
+/// Content-Length.
+pub fn declared_len(ctx: &Ctx) -> Option<u64> {
+    ctx.header("x-amz-decoded-content-length")
+        .or_else(|| ctx.header("content-length"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `Expect: 100-continue`: the client sends the body only once told to go on.
+pub fn expects_continue(ctx: &Ctx) -> bool {
+    ctx.header("expect")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,18 +228,4 @@ mod tests {
         assert_eq!(parse_range("items=0-1", 100, false).unwrap(), None);
         assert_eq!(parse_range("bytes=0-1,5-6", 100, false).unwrap(), Some((0, 2)));
     }
-}
-
-/// The body length a request declares: the decoded length of an aws-chunked body, else
-/// Content-Length.
-pub fn declared_len(ctx: &Ctx) -> Option<u64> {
-    ctx.header("x-amz-decoded-content-length")
-        .or_else(|| ctx.header("content-length"))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// `Expect: 100-continue`: the client sends the body only once told to go on.
-pub fn expects_continue(ctx: &Ctx) -> bool {
-    ctx.header("expect")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
 }
