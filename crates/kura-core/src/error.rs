@@ -49,6 +49,8 @@ pub enum Code {
     InvalidURI,
     /// No room left on the data volume (beyond the free-space reserve).
     InsufficientStorage,
+    /// OSS: a part of a `?sequential` upload out of order.
+    PartNotSequential,
 }
 
 impl Code {
@@ -93,6 +95,7 @@ impl Code {
             Code::InvalidPartNumber => "InvalidPartNumber",
             Code::InvalidURI => "InvalidURI",
             Code::InsufficientStorage => "InsufficientStorage",
+            Code::PartNotSequential => "PartNotSequential",
         }
     }
 
@@ -159,6 +162,7 @@ impl Code {
             Code::MetadataTooLarge => "Your metadata headers exceed the maximum allowed metadata size.",
             Code::InvalidPartNumber => "The requested partnumber is not satisfiable",
             Code::InvalidURI => "Couldn't parse the specified URI.",
+            Code::PartNotSequential => "For sequential multipart upload, you must upload or complete parts with sequential part number.",
             Code::InsufficientStorage => "There is not enough free space on the server to store this data. Delete objects or add space, then retry.",
         }
     }

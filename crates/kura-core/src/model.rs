@@ -166,6 +166,10 @@ pub struct UploadRecord {
     /// checksum is FULL_OBJECT (else COMPOSITE).
     #[serde(default)]
     pub checksum: Option<(Algorithm, bool)>,
+    /// OSS `?sequential` at Initiate: parts are uploaded and completed in part-number order
+    /// (each new number is the next one; Complete lists 1..N).
+    #[serde(default)]
+    pub sequential: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

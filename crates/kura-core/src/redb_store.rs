@@ -453,10 +453,23 @@ impl MetaStore for RedbStore {
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let uploads = txn.open_table(UPLOADS).map_err(db_err)?;
-            if uploads.get((bucket, key, upload_id)).map_err(db_err)?.is_none() {
-                return Err(no_such_upload(upload_id));
-            }
+            let upload: UploadRecord = match uploads.get((bucket, key, upload_id)).map_err(db_err)? {
+                Some(v) => dec(v.value())?,
+                None => return Err(no_such_upload(upload_id)),
+            };
             let mut parts = txn.open_table(PARTS).map_err(db_err)?;
+            if upload.sequential {
+                let last = parts
+                    .range((upload_id, 0)..=(upload_id, u32::MAX))
+                    .map_err(db_err)?
+                    .next_back()
+                    .transpose()
+                    .map_err(db_err)?
+                    .map_or(0, |(k, _)| k.value().1);
+                if part_number > last + 1 {
+                    return Err(Error::new(Code::PartNotSequential));
+                }
+            }
             let old = parts
                 .insert((upload_id, part_number), enc(rec)?.as_slice())
                 .map_err(db_err)?;
@@ -536,6 +549,9 @@ impl MetaStore for RedbStore {
                 stored.insert(k.value().1, dec::<PartRecord>(v.value())?);
             }
             let chosen = choose_parts(&req.selection, &stored, req.min_part_size)?;
+            if upload.sequential && chosen.iter().enumerate().any(|(i, (n, _))| *n as usize != i + 1) {
+                return Err(Error::new(Code::PartNotSequential));
+            }
             let rec = object_from_parts(&upload, &chosen, req.acl, req.now_ms);
             check_expected_checksum(&rec, req.expected_checksum.as_ref())?;
 

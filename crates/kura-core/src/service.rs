@@ -107,6 +107,8 @@ pub struct WriteOptions {
     pub checks: BodyChecks,
     /// For a multipart upload: the S3 checksum algorithm and whether it is FULL_OBJECT.
     pub multipart_checksum: Option<(Algorithm, bool)>,
+    /// For a multipart upload: OSS `?sequential`.
+    pub sequential: bool,
 }
 
 /// What a Complete asks for besides the part list.
@@ -629,6 +631,7 @@ impl Kura {
             headers: opts.headers,
             forbid_overwrite: opts.condition.forbid_overwrite,
             checksum: opts.multipart_checksum,
+            sequential: opts.sequential,
         };
         let id = rec.upload_id.clone();
         let b = bucket.to_string();
@@ -856,10 +859,8 @@ impl Kura {
                 break;
             }
         }
-        if !out.truncated {
-            out.next_key_marker.clear();
-            out.next_upload_id_marker.clear();
-        }
+        // The markers name the last upload listed on every page, the last page included (OSS
+        // does so; the SDKs' paging reads IsTruncated to stop).
         Ok(out)
     }
 

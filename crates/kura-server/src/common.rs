@@ -193,7 +193,6 @@ pub fn stored_headers(r: &mut Resp, hd: &ObjectHeaders, ctx: &Ctx, meta_prefix: 
     }
 }
 
-
 /// The body length a request declares: the decoded length of an aws-chunked body, else
 /// Content-Length.
 pub fn declared_len(ctx: &Ctx) -> Option<u64> {

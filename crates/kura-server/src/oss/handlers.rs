@@ -240,7 +240,11 @@ pub async fn execute(
             Ok(r)
         }
         InitiateMultipartUpload => {
-            let id = k.initiate_upload(bucket, key, write_options(ctx)?).await?;
+            let opts = WriteOptions {
+                sequential: ctx.has_query("sequential"),
+                ..write_options(ctx)?
+            };
+            let id = k.initiate_upload(bucket, key, opts).await?;
             let url = url_encoding_for(ctx, std::iter::once(key));
             Ok(render::xml(&InitiateMultipartUploadResult {
                 bucket: bucket.into(),
@@ -517,7 +521,9 @@ fn copy_source(ctx: &Ctx) -> Result<(String, String)> {
 async fn copy_object(st: &State, ctx: &Ctx, bucket: &str, key: &str) -> Result<Resp> {
     let (sb, sk) = copy_source(ctx)?;
     let (_, src) = st.kura.head_object(&sb, &sk).await?;
-    check_conditions(ctx, &src, "x-oss-copy-source-", true)?;
+    // Current OSS answers a matching if-none-match / an unmodified if-modified-since on the
+    // copy source with 304 and no body, not 412.
+    check_conditions(ctx, &src, "x-oss-copy-source-", false)?;
     let replace = ctx
         .header("x-oss-metadata-directive")
         .is_some_and(|v| v.eq_ignore_ascii_case("REPLACE"))
@@ -539,7 +545,9 @@ async fn copy_object(st: &State, ctx: &Ctx, bucket: &str, key: &str) -> Result<R
 async fn upload_part_copy(st: &State, ctx: &Ctx, bucket: &str, key: &str, upload_id: &str, part: u32) -> Result<Resp> {
     let (sb, sk) = copy_source(ctx)?;
     let (_, src) = st.kura.head_object(&sb, &sk).await?;
-    check_conditions(ctx, &src, "x-oss-copy-source-", true)?;
+    // Current OSS answers a matching if-none-match / an unmodified if-modified-since on the
+    // copy source with 304 and no body, not 412.
+    check_conditions(ctx, &src, "x-oss-copy-source-", false)?;
     let (start, end) = match ctx.header("x-oss-copy-source-range") {
         None => (0, src.size),
         Some(v) => {
@@ -621,15 +629,17 @@ async fn complete_upload(
         )
         .await?;
     let url = url_encoding_for(ctx, std::iter::once(key));
-    let location = format!(
-        "http://{}/{}/{}",
-        if host.is_empty() { "localhost" } else { host },
-        bucket,
-        enc(key, true)
-    );
+    let host = if host.is_empty() { "localhost" } else { host };
+    // With encoding-type=url the whole Location is URL-encoded once (the SDKs decode it);
+    // without, the key is path-encoded so the URL is usable as it stands.
+    let location = if url {
+        encode_component(&format!("http://{host}/{bucket}/{key}"))
+    } else {
+        format!("http://{host}/{bucket}/{}", kura_proto::encode::encode_path(key))
+    };
     let mut r = render::xml(&CompleteMultipartUploadResult {
         encoding_type: url.then(|| "url".into()),
-        location: if url { encode_component(&location) } else { location },
+        location,
         bucket: bucket.into(),
         key: enc(key, url),
         etag: etag::quoted(&done.etag),

@@ -322,7 +322,7 @@ pub async fn execute(
                 storage_class: ctx.header("x-amz-storage-class").unwrap_or("STANDARD").to_string(),
                 condition: condition(ctx)?,
                 checks: body_checks(ctx, payload)?,
-                multipart_checksum: None,
+                ..Default::default()
             };
             let rec = k.put_object(bucket, key, &mut body, opts).await.map_err(s3_digest)?;
             let mut r = render::empty(200);
