@@ -291,3 +291,112 @@ def test_listing_pages_past_keys_with_the_largest_code_point(s3, s3bucket):
         for p in pages:
             seen += [c["Prefix"] for c in p.get("CommonPrefixes", [])] + [o["Key"] for o in p.get("Contents", [])]
         assert seen == ["a/", "b/", "c"], method
+
+
+def test_parts_in_attributes_and_part_reads(s3, s3bucket):
+    uid = s3.create_multipart_upload(Bucket=s3bucket, Key="pa", ChecksumAlgorithm="CRC32")["UploadId"]
+    chunks = [os.urandom(5 * 1024 * 1024), os.urandom(321)]
+    parts = []
+    for n, data in enumerate(chunks, 1):
+        r = s3.upload_part(Bucket=s3bucket, Key="pa", UploadId=uid, PartNumber=n, Body=data, ChecksumAlgorithm="CRC32")
+        parts.append({"PartNumber": n, "ETag": r["ETag"], "ChecksumCRC32": r["ChecksumCRC32"]})
+    s3.complete_multipart_upload(Bucket=s3bucket, Key="pa", UploadId=uid, MultipartUpload={"Parts": parts})
+    first = s3.get_object_attributes(Bucket=s3bucket, Key="pa", ObjectAttributes=["ObjectParts"], MaxParts=1)["ObjectParts"]
+    assert first["TotalPartsCount"] == 2 and first["IsTruncated"] and first["NextPartNumberMarker"] == 1
+    assert [(p["PartNumber"], p["Size"], p["ChecksumCRC32"]) for p in first["Parts"]] == [(1, len(chunks[0]), parts[0]["ChecksumCRC32"])]
+    rest = s3.get_object_attributes(Bucket=s3bucket, Key="pa", ObjectAttributes=["ObjectParts"], PartNumberMarker=1)["ObjectParts"]
+    assert not rest["IsTruncated"] and [p["PartNumber"] for p in rest["Parts"]] == [2]
+    part2 = s3.get_object(Bucket=s3bucket, Key="pa", PartNumber=2, ChecksumMode="ENABLED")
+    assert part2["Body"].read() == chunks[1]
+    assert part2["ChecksumCRC32"] == parts[1]["ChecksumCRC32"] and part2["ChecksumType"] == "COMPOSITE"
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=s3bucket, Key="pa", PartNumber=3)
+    assert code(e) == ("InvalidPartNumber", 416)
+    # A one-part multipart object still reports its part count.
+    uid = s3.create_multipart_upload(Bucket=s3bucket, Key="one")["UploadId"]
+    r = s3.upload_part(Bucket=s3bucket, Key="one", UploadId=uid, PartNumber=1, Body=b"only part")
+    s3.complete_multipart_upload(Bucket=s3bucket, Key="one", UploadId=uid,
+                                 MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": r["ETag"]}]})
+    head = s3.head_object(Bucket=s3bucket, Key="one", PartNumber=1)
+    assert head["PartsCount"] == 1 and head["ResponseMetadata"]["HTTPStatusCode"] == 206
+
+
+def test_s3_conformance_details(server, s3, s3bucket):
+    # 304 carries the ETag.
+    put = s3.put_object(Bucket=s3bucket, Key="v", Body=b"validated", ContentEncoding="gzip,  br")
+    r = requests.get(s3.generate_presigned_url("get_object", Params={"Bucket": s3bucket, "Key": "v"}),
+                     headers={"If-None-Match": put["ETag"]})
+    assert r.status_code == 304 and r.headers["ETag"] == put["ETag"] and "Last-Modified" in r.headers
+    # Content-Encoding comes back byte for byte.
+    assert s3.head_object(Bucket=s3bucket, Key="v")["ContentEncoding"] == "gzip,  br"
+    # Canned ACL grants in S3's order: AllUsers first, the owner last.
+    s3.put_object_acl(Bucket=s3bucket, Key="v", ACL="public-read-write")
+    grants = s3.get_object_acl(Bucket=s3bucket, Key="v")["Grants"]
+    assert [(g["Grantee"]["Type"], g["Permission"]) for g in grants] == [
+        ("Group", "READ"), ("Group", "WRITE"), ("CanonicalUser", "FULL_CONTROL")]
+    # An empty continuation token is echoed.
+    listed = s3.list_objects_v2(Bucket=s3bucket, ContinuationToken="")
+    assert listed["ContinuationToken"] == ""
+    # URL-encoded listings: the delimiter never encoded, the prefix only in V2.
+    s3.put_object(Bucket=s3bucket, Key="a b/c", Body=b"x")
+    raw = requests.get(s3.generate_presigned_url(
+        "list_objects", Params={"Bucket": s3bucket, "Prefix": "a b", "Delimiter": "/", "EncodingType": "url"})).text
+    assert "<Prefix>a b</Prefix>" in raw and "<Delimiter>/</Delimiter>" in raw
+    raw = requests.get(s3.generate_presigned_url(
+        "list_objects_v2", Params={"Bucket": s3bucket, "Prefix": "a b", "Delimiter": "/", "EncodingType": "url"})).text
+    assert "<Prefix>a%20b</Prefix>" in raw and "<Delimiter>/</Delimiter>" in raw
+
+
+def test_conditional_deletes(s3, s3bucket):
+    put = s3.put_object(Bucket=s3bucket, Key="d", Body=b"12345")
+    with pytest.raises(ClientError) as e:
+        s3.delete_object(Bucket=s3bucket, Key="d", IfMatch='"00000000000000000000000000000000"')
+    assert code(e) == ("PreconditionFailed", 412)
+    with pytest.raises(ClientError) as e:
+        s3.delete_object(Bucket=s3bucket, Key="d", IfMatchSize=4)
+    assert code(e) == ("PreconditionFailed", 412)
+    modified = s3.head_object(Bucket=s3bucket, Key="d")["LastModified"]
+    with pytest.raises(ClientError) as e:
+        s3.delete_object(Bucket=s3bucket, Key="d", IfMatchLastModifiedTime=modified.replace(year=2001))
+    assert code(e) == ("PreconditionFailed", 412)
+    assert s3.get_object(Bucket=s3bucket, Key="d")["Body"].read() == b"12345"
+    s3.delete_object(Bucket=s3bucket, Key="d", IfMatch=put["ETag"], IfMatchSize=5, IfMatchLastModifiedTime=modified)
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=s3bucket, Key="d")
+    with pytest.raises(ClientError) as e:
+        s3.delete_object(Bucket=s3bucket, Key="d", IfMatch=put["ETag"])
+    assert code(e) == ("NoSuchKey", 404)
+    # DeleteObjects: per object, a failed condition is that object's error; the rest proceed.
+    a = s3.put_object(Bucket=s3bucket, Key="x1", Body=b"1")
+    s3.put_object(Bucket=s3bucket, Key="x2", Body=b"2")
+    out = s3.delete_objects(Bucket=s3bucket, Delete={"Objects": [
+        {"Key": "x1", "ETag": a["ETag"]}, {"Key": "x2", "ETag": '"ffffffffffffffffffffffffffffffff"'}]})
+    assert [d["Key"] for d in out["Deleted"]] == ["x1"]
+    assert [(er["Key"], er["Code"]) for er in out["Errors"]] == [("x2", "PreconditionFailed")]
+    assert s3.get_object(Bucket=s3bucket, Key="x2")["Body"].read() == b"2"
+
+
+def test_bucket_names_and_list_buckets_paging(s3):
+    dotted = new_name("dot").replace("-", ".")
+    s3.create_bucket(Bucket=dotted)
+    s3.put_object(Bucket=dotted, Key="k", Body=b"in a dotted bucket")
+    assert s3.get_object(Bucket=dotted, Key="k")["Body"].read() == b"in a dotted bucket"
+    for bad in ["a..b", "192.168.5.4", "UPPER"]:
+        with pytest.raises(ClientError) as e:
+            s3.create_bucket(Bucket=bad)
+        assert code(e)[0] == "InvalidBucketName"
+    names = [new_name("lb") for _ in range(3)]
+    for n in names:
+        s3.create_bucket(Bucket=n)
+    seen, token = [], None
+    while True:
+        kw = {"MaxBuckets": 2, "Prefix": "lb-"}
+        if token:
+            kw["ContinuationToken"] = token
+        page = s3.list_buckets(**kw)
+        assert len(page["Buckets"]) <= 2
+        seen += [b["Name"] for b in page["Buckets"]]
+        token = page.get("ContinuationToken")
+        if not token:
+            break
+    assert set(names) <= set(seen) and seen == sorted(seen) and all(n.startswith("lb-") for n in seen)

@@ -182,6 +182,9 @@ pub struct Detail {
     pub headers_not_signed: Option<String>,
     /// OSS: the error's EC, when the code that raised it knows it.
     pub ec: Option<&'static str>,
+    /// A 304's validators: the object's ETag (OSS form, S3 form, both quoted) and
+    /// Last-Modified, which the answer carries.
+    pub not_modified: Option<(String, String, String)>,
 }
 
 /// An error as the client will see it: code, message and the optional detail elements.

@@ -10,5 +10,5 @@ pub mod redb_store;
 pub mod service;
 
 pub use error::{Code, Error, Result};
-pub use meta::WriteCondition;
+pub use meta::{DeleteCondition, WriteCondition};
 pub use service::{BodyChecks, BodySource, Config, Kura, WriteOptions};

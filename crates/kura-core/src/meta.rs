@@ -36,6 +36,47 @@ impl WriteCondition {
     }
 }
 
+/// Preconditions of a delete (S3 `If-Match`, `x-amz-if-match-last-modified-time`,
+/// `x-amz-if-match-size`, or the same per object in DeleteObjects), checked in its
+/// transaction. With any of them set, a missing object is NoSuchKey.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteCondition {
+    pub if_match: Option<String>,
+    /// Seconds since the epoch.
+    pub last_modified_secs: Option<u64>,
+    pub size: Option<u64>,
+}
+
+impl DeleteCondition {
+    pub fn is_empty(&self) -> bool {
+        self.if_match.is_none() && self.last_modified_secs.is_none() && self.size.is_none()
+    }
+
+    pub fn check(&self, key: &str, existing: Option<&ObjectRecord>) -> Result<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let Some(obj) = existing else {
+            return Err(Error::new(Code::NoSuchKey).with_key(key));
+        };
+        if let Some(wanted) = &self.if_match {
+            WriteCondition {
+                forbid_overwrite: false,
+                if_match: Some(wanted.clone()),
+            }
+            .check(key, Some(obj))?;
+        }
+        if self
+            .last_modified_secs
+            .is_some_and(|t| t != obj.last_modified_ms / 1000)
+            || self.size.is_some_and(|n| n != obj.size)
+        {
+            return Err(Error::new(Code::PreconditionFailed));
+        }
+        Ok(())
+    }
+}
+
 /// Where a key scan starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScanStart {
@@ -109,8 +150,9 @@ pub trait MetaStore: Send + Sync + 'static {
         delete_due_ms: u64,
     ) -> Result<()>;
     fn get_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>>;
-    /// Removes the object if present (no error if absent; NoSuchBucket if the bucket is gone).
-    fn delete_object(&self, bucket: &str, key: &str, delete_due_ms: u64) -> Result<()>;
+    /// Removes the object if present (no error if absent, unless `condition` asks for it;
+    /// NoSuchBucket if the bucket is gone).
+    fn delete_object(&self, bucket: &str, key: &str, condition: &DeleteCondition, delete_due_ms: u64) -> Result<()>;
     fn set_object_acl(&self, bucket: &str, key: &str, acl: ObjectAcl) -> Result<()>;
     /// Objects whose key starts with `prefix`, from `start` on, in key order.
     fn scan_objects(
@@ -270,6 +312,7 @@ pub fn object_from_parts(
             .map(|(_, p)| Extent {
                 blob: p.blob.clone(),
                 len: p.size,
+                checksum: p.checksum.as_ref().map(|(_, v)| v.clone()),
             })
             .collect(),
     }

@@ -87,6 +87,10 @@ pub struct ObjectHeaders {
 pub struct Extent {
     pub blob: String,
     pub len: u64,
+    /// For a part of a multipart object: its S3 checksum (base64) when the upload had an
+    /// algorithm, so GetObjectAttributes and `partNumber` reads can report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,8 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Code, Error, Result};
 use crate::meta::{
-    check_expected_checksum, choose_parts, object_from_parts, CompleteRequest, MetaStore, ScanStart, WriteCondition,
+    check_expected_checksum, choose_parts, object_from_parts, CompleteRequest, DeleteCondition, MetaStore, ScanStart,
+    WriteCondition,
 };
 use crate::model::*;
 
@@ -342,7 +343,7 @@ impl MetaStore for RedbStore {
         Ok(Some(rec))
     }
 
-    fn delete_object(&self, bucket: &str, key: &str, delete_due_ms: u64) -> Result<()> {
+    fn delete_object(&self, bucket: &str, key: &str, condition: &DeleteCondition, delete_due_ms: u64) -> Result<()> {
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
@@ -350,6 +351,13 @@ impl MetaStore for RedbStore {
                 return Err(no_such_bucket(bucket));
             }
             let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
+            if !condition.is_empty() {
+                let existing: Option<ObjectRecord> = match objects.get((bucket, key)).map_err(db_err)? {
+                    Some(v) => Some(dec(v.value())?),
+                    None => None,
+                };
+                condition.check(key, existing.as_ref())?;
+            }
             let existed = objects.remove((bucket, key)).map_err(db_err)?.is_some();
             if existed {
                 let mut extents = txn.open_table(EXTENTS).map_err(db_err)?;
@@ -708,6 +716,7 @@ mod tests {
             extents: vec![Extent {
                 blob: blob.into(),
                 len: 1,
+                checksum: None,
             }],
         }
     }
@@ -729,7 +738,9 @@ mod tests {
         store.put_object("bkt", "b", &object(&ids[1]), &none, 0).unwrap();
         // Replacing queues the old blob with the given due time; deleting likewise.
         store.put_object("bkt", "a", &object(&ids[2]), &none, 300).unwrap();
-        store.delete_object("bkt", "b", 100).unwrap();
+        store
+            .delete_object("bkt", "b", &DeleteCondition::default(), 100)
+            .unwrap();
         assert_eq!(store.unknown_blobs(&ids).unwrap(), vec![ids[3].clone()]);
         assert_eq!(store.due_deletions(99, 10).unwrap(), Vec::<String>::new());
         assert_eq!(store.due_deletions(100, 10).unwrap(), vec![ids[1].clone()]);

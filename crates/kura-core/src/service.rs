@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::blob::{BlobInfo, BlobStore};
 use crate::error::{Code, Error, Result};
-use crate::meta::{CompleteRequest, MetaStore, ScanStart, WriteCondition};
+use crate::meta::{CompleteRequest, DeleteCondition, MetaStore, ScanStart, WriteCondition};
 use crate::model::*;
 use crate::redb_store::RedbStore;
 use kura_proto::checksum::{self, Algorithm};
@@ -159,6 +159,30 @@ pub fn check_bucket_name(name: &str) -> Result<()> {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-';
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::new(Code::InvalidBucketName).with_bucket(name))
+    }
+}
+
+/// Validates a bucket name by S3's rules, which the S3 dialect follows: 3..63 of
+/// `[a-z0-9.-]`, starting and ending with a letter or digit, no `..`, not shaped like an IP
+/// address, none of S3's reserved prefixes and suffixes. Every OSS name passes.
+pub fn check_s3_bucket_name(name: &str) -> Result<()> {
+    let b = name.as_bytes();
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let ip_like = name.split('.').count() == 4 && name.split('.').all(|p| p.parse::<u8>().is_ok());
+    let ok = (3..=63).contains(&b.len())
+        && b.iter().all(|c| alnum(*c) || *c == b'-' || *c == b'.')
+        && alnum(b[0])
+        && alnum(b[b.len() - 1])
+        && !name.contains("..")
+        && !ip_like
+        && !["xn--", "sthree-", "amzn-s3-demo-"].iter().any(|p| name.starts_with(p))
+        && !["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"]
+            .iter()
+            .any(|x| name.ends_with(x));
     if ok {
         Ok(())
     } else {
@@ -322,8 +346,10 @@ impl Kura {
 
     // ---- buckets ----
 
+    /// Creates a bucket; the dialect has checked the name by its own rules (OSS's are the
+    /// stricter), so only S3's wider rules are enforced here.
     pub async fn create_bucket(&self, name: &str, acl: Option<Acl>) -> Result<()> {
-        check_bucket_name(name)?;
+        check_s3_bucket_name(name)?;
         let rec = BucketRecord {
             name: name.to_string(),
             created_ms: now_millis(),
@@ -509,9 +535,14 @@ impl Kura {
     }
 
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        self.delete_object_if(bucket, key, DeleteCondition::default()).await
+    }
+
+    /// Deletes the object if `condition` holds, checked in the delete's transaction.
+    pub async fn delete_object_if(&self, bucket: &str, key: &str, condition: DeleteCondition) -> Result<()> {
         let (b, k) = (bucket.to_string(), key.to_string());
         let due = self.delete_due();
-        self.meta(move |m| m.delete_object(&b, &k, due)).await
+        self.meta(move |m| m.delete_object(&b, &k, &condition, due)).await
     }
 
     pub async fn set_object_acl(&self, bucket: &str, key: &str, acl: ObjectAcl) -> Result<()> {
@@ -962,6 +993,7 @@ fn object_record(info: &BlobInfo, opts: WriteOptions) -> ObjectRecord {
         extents: vec![Extent {
             blob: info.id.clone(),
             len: info.size,
+            checksum: None,
         }],
     }
 }
@@ -977,6 +1009,13 @@ mod tests {
         for bad in ["ab", "-ab", "ab-", "aBc", "a_b", "a/b", &"a".repeat(64)] {
             assert!(check_bucket_name(bad).is_err(), "{bad}");
         }
+        for ok in ["aaa.111", "my.bucket-1", "abc"] {
+            assert!(check_s3_bucket_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["a..b", "192.168.1.1", ".ab", "ab.", "xn--ab", "ab-s3alias", "aB", "a_b"] {
+            assert!(check_s3_bucket_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_bucket_name("aaa.111").is_err(), "OSS names have no dots");
         assert!(check_key("../x").is_ok());
         assert!(check_key("").is_err());
         assert!(check_key("/x").is_err());

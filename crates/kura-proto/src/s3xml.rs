@@ -65,6 +65,10 @@ pub struct ListAllMyBucketsResult {
     pub xmlns: &'static str,
     pub owner: Owner,
     pub buckets: Buckets,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub continuation_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -377,9 +381,25 @@ pub struct AttributesChecksum {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ObjectParts {
+    pub is_truncated: bool,
+    pub max_parts: u32,
+    pub next_part_number_marker: u32,
+    pub part_number_marker: u32,
+    #[serde(rename = "Part")]
+    pub parts: Vec<ObjectPart>,
     /// `TotalPartsCount` in the API; `PartsCount` on the wire.
     #[serde(rename = "PartsCount")]
     pub total_parts_count: u32,
+}
+
+/// One part in GetObjectAttributes' ObjectParts.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ObjectPart {
+    pub part_number: u32,
+    pub size: u64,
+    #[serde(flatten)]
+    pub checksums: Checksums,
 }
 
 #[derive(Debug, Clone, Serialize)]

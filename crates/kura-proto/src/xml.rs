@@ -400,6 +400,13 @@ pub struct DeleteObjectEntry {
     pub key: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub version_id: Option<String>,
+    /// S3 conditional deletes: the object's ETag, last-modified time and size must match.
+    #[serde(rename = "ETag", skip_serializing_if = "Option::is_none", default)]
+    pub etag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub last_modified_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub size: Option<String>,
 }
 
 /// The DeleteMultipleObjects request body.

@@ -99,18 +99,27 @@ pub fn check_conditions(ctx: &Ctx, rec: &ObjectRecord, prefix: &str, not_modifie
             return Err(Error::new(Code::PreconditionFailed));
         }
     }
-    let not_modified = if not_modified_is_error {
-        Code::PreconditionFailed
-    } else {
-        Code::NotModified
+    let not_modified = || {
+        if not_modified_is_error {
+            Error::new(Code::PreconditionFailed)
+        } else {
+            let s3 = rec.s3_etag.clone().unwrap_or_else(|| rec.etag.to_ascii_lowercase());
+            Error::new(Code::NotModified).with(|d| {
+                d.not_modified = Some((
+                    etag::quoted(&rec.etag),
+                    format!("\"{s3}\""),
+                    kura_proto::timefmt::http_date(rec.last_modified_ms),
+                ))
+            })
+        }
     };
     if let Some(v) = h("if-none-match") {
         if matches(v) {
-            return Err(Error::new(not_modified));
+            return Err(not_modified());
         }
     } else if let Some(t) = h("if-modified-since").and_then(parse_http_date) {
         if modified <= t {
-            return Err(Error::new(not_modified));
+            return Err(not_modified());
         }
     }
     Ok(())

@@ -54,7 +54,12 @@ fn error_ec(e: &Error, ctx: Option<&Ctx>) -> Option<&'static str> {
 
 pub fn error(e: &Error, request_id: &str, ctx: Option<&Ctx>, host: &str, is_head: bool) -> Resp {
     if e.code == Code::NotModified {
-        return empty(304);
+        let mut r = empty(304);
+        if let Some((etag, _, modified)) = e.detail.as_ref().and_then(|d| d.not_modified.as_ref()) {
+            set(&mut r, "etag", etag);
+            set(&mut r, "last-modified", modified);
+        }
+        return r;
     }
     let d = e.detail();
     let body = ErrorBody {

@@ -1,8 +1,8 @@
 //! The S3 operations: routing, headers to typed core calls, and S3's responses.
 
 use kura_core::model::{Acl, BucketRecord, ObjectAcl, ObjectHeaders, ObjectRecord, PartSelection};
-use kura_core::service::{check_bucket_name, check_key, check_part_number, CompleteOptions, MAX_LIST};
-use kura_core::{BodyChecks, BodySource, Code, Error, Result, WriteCondition, WriteOptions};
+use kura_core::service::{check_key, check_part_number, check_s3_bucket_name, CompleteOptions, MAX_LIST};
+use kura_core::{BodyChecks, BodySource, Code, DeleteCondition, Error, Result, WriteCondition, WriteOptions};
 use kura_proto::checksum::{self, Algorithm};
 use kura_proto::encode::{decode_path, encode_component};
 use kura_proto::s3xml::{self as x, NS};
@@ -119,11 +119,16 @@ fn object_headers(ctx: &Ctx) -> ObjectHeaders {
         // aws-chunked is transport framing, not the object's encoding.
         content_encoding: opt("content-encoding")
             .map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|e| *e != "aws-chunked")
-                    .collect::<Vec<_>>()
-                    .join(",")
+                // Kept byte for byte unless the transport's aws-chunked is named in it.
+                if v.split(',').any(|e| e.trim() == "aws-chunked") {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|e| *e != "aws-chunked")
+                        .collect::<Vec<_>>()
+                        .join(",")
+                } else {
+                    v
+                }
             })
             .filter(|v| !v.is_empty()),
         content_language: opt("content-language"),
@@ -232,7 +237,7 @@ pub async fn execute(
         check_key(key)?;
     }
     match op {
-        ListBuckets => list_buckets(st).await,
+        ListBuckets => list_buckets(st, ctx).await,
         CreateBucket | PutBucketAcl => {
             let acl = canned_acl(ctx)?;
             // The optional CreateBucketConfiguration (LocationConstraint) is read and not kept.
@@ -246,7 +251,7 @@ pub async fn execute(
                 from_request_xml::<CreateBucketConfiguration>(&raw, "CreateBucketConfiguration")
                     .map_err(|_| Error::new(Code::MalformedXML))?;
             }
-            check_bucket_name(bucket)?;
+            check_s3_bucket_name(bucket)?;
             if k.bucket(bucket).await.is_ok() {
                 return Err(Error::new(Code::BucketAlreadyOwnedByYou).with_bucket(bucket));
             }
@@ -341,7 +346,7 @@ pub async fn execute(
             Ok(render::empty(204))
         }
         DeleteObject => {
-            k.delete_object(bucket, key).await?;
+            k.delete_object_if(bucket, key, delete_condition(ctx)?).await?;
             Ok(render::empty(204))
         }
         GetBucketInfo | GetObjectMeta | ListLiveChannels => Err(Error::new(Code::MethodNotAllowed)),
@@ -359,9 +364,40 @@ fn check_expected_owner(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-async fn list_buckets(st: &State) -> Result<Resp> {
-    let mut all = st.kura.list_buckets().await?;
+/// ListBuckets, paged by `max-buckets` (1..10000) with an opaque continuation token (the
+/// last name listed, hex), and filtered by `prefix`.
+async fn list_buckets(st: &State, ctx: &Ctx) -> Result<Resp> {
+    let prefix = ctx.query("prefix").unwrap_or("");
+    let max = match ctx.query("max-buckets") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=10_000).contains(n))
+                .ok_or_else(|| Error::invalid_argument("max-buckets must be between 1 and 10000.", "max-buckets", v))?,
+        ),
+    };
+    let after = match ctx.query("continuation-token") {
+        None => String::new(),
+        Some(t) => hex::decode(t)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| {
+                Error::invalid_argument("The continuation token provided is incorrect", "continuation-token", t)
+            })?,
+    };
+    let mut all: Vec<BucketRecord> = st
+        .kura
+        .list_buckets()
+        .await?
+        .into_iter()
+        .filter(|b| b.name.starts_with(prefix) && b.name > after)
+        .collect();
     all.sort_by(|a, b| a.name.cmp(&b.name));
+    let truncated = max.is_some_and(|m| all.len() > m);
+    if let Some(m) = max {
+        all.truncate(m);
+    }
     Ok(xml(
         "ListAllMyBucketsResult",
         &x::ListAllMyBucketsResult {
@@ -376,22 +412,17 @@ async fn list_buckets(st: &State) -> Result<Resp> {
                     })
                     .collect(),
             },
+            continuation_token: truncated
+                .then(|| all.last().map(|b| hex::encode(b.name.as_bytes())))
+                .flatten(),
+            prefix: ctx.query_raw("prefix").map(str::to_string),
         },
     ))
 }
 
+/// A canned ACL as S3 lists it: the AllUsers grants first, the owner's FULL_CONTROL last.
 fn acl_policy(acl: Acl) -> x::AccessControlPolicy {
     let xsi = "http://www.w3.org/2001/XMLSchema-instance";
-    let mut grants = vec![x::Grant {
-        grantee: x::Grantee {
-            xmlns_xsi: xsi,
-            kind: "CanonicalUser",
-            id: Some("kura".into()),
-            display_name: Some("kura".into()),
-            uri: None,
-        },
-        permission: "FULL_CONTROL".into(),
-    }];
     let all_users = |perm: &str| x::Grant {
         grantee: x::Grantee {
             xmlns_xsi: xsi,
@@ -402,14 +433,21 @@ fn acl_policy(acl: Acl) -> x::AccessControlPolicy {
         },
         permission: perm.into(),
     };
-    match acl {
-        Acl::Private => {}
-        Acl::PublicRead => grants.push(all_users("READ")),
-        Acl::PublicReadWrite => {
-            grants.push(all_users("READ"));
-            grants.push(all_users("WRITE"));
-        }
-    }
+    let mut grants = match acl {
+        Acl::Private => vec![],
+        Acl::PublicRead => vec![all_users("READ")],
+        Acl::PublicReadWrite => vec![all_users("READ"), all_users("WRITE")],
+    };
+    grants.push(x::Grant {
+        grantee: x::Grantee {
+            xmlns_xsi: xsi,
+            kind: "CanonicalUser",
+            id: Some("kura".into()),
+            display_name: Some("kura".into()),
+            uri: None,
+        },
+        permission: "FULL_CONTROL".into(),
+    });
     x::AccessControlPolicy {
         xmlns: NS,
         owner: owner(),
@@ -447,6 +485,8 @@ async fn list_objects(st: &State, ctx: &Ctx, b: &BucketRecord) -> Result<Resp> {
     let delimiter = ctx.query("delimiter").unwrap_or("");
     let max = parse_max(ctx, "max-keys", MAX_LIST)?;
     let v2 = ctx.query("list-type") == Some("2");
+    // An empty continuation token is no position, but it is echoed as sent.
+    let token_raw = ctx.query_raw("continuation-token");
     let token = ctx.query("continuation-token");
     let after = match (v2, token) {
         (true, Some(t)) => hex::decode(t)
@@ -473,14 +513,15 @@ async fn list_objects(st: &State, ctx: &Ctx, b: &BucketRecord) -> Result<Resp> {
         &x::ListBucketResult {
             xmlns: NS,
             name: b.name.clone(),
-            prefix: enc(prefix, url),
+            // S3 URL-encodes the prefix of a V2 listing only; the delimiter never.
+            prefix: enc(prefix, url && v2),
             marker: (!v2).then(|| enc(&after, url)),
             next_marker: if v2 || delimiter.is_empty() {
                 None
             } else {
                 next.as_deref().map(|m| enc(m, url))
             },
-            continuation_token: if v2 { token.map(str::to_string) } else { None },
+            continuation_token: if v2 { token_raw.map(str::to_string) } else { None },
             next_continuation_token: if v2 {
                 next.as_deref().map(|m| hex::encode(m.as_bytes()))
             } else {
@@ -493,7 +534,7 @@ async fn list_objects(st: &State, ctx: &Ctx, b: &BucketRecord) -> Result<Resp> {
             },
             key_count: v2.then_some(key_count),
             max_keys: max as u32,
-            delimiter: (!delimiter.is_empty()).then(|| enc(delimiter, url)),
+            delimiter: (!delimiter.is_empty()).then(|| delimiter.to_string()),
             encoding_type: url.then(|| "url".into()),
             is_truncated: l.truncated,
             contents,
@@ -571,8 +612,8 @@ async fn delete_objects(st: &State, ctx: &Ctx, bucket: &str, mut body: S3Body) -
     let quiet = is_true(req.quiet.as_deref());
     let (mut deleted, mut errors) = (Vec::new(), Vec::new());
     for o in &req.objects {
-        let result = match check_key(&o.key) {
-            Ok(()) => st.kura.delete_object(bucket, &o.key).await,
+        let result = match check_key(&o.key).and_then(|()| entry_delete_condition(o)) {
+            Ok(condition) => st.kura.delete_object_if(bucket, &o.key, condition).await,
             Err(e) => Err(e),
         };
         match result {
@@ -593,6 +634,45 @@ async fn delete_objects(st: &State, ctx: &Ctx, bucket: &str, mut body: S3Body) -
             errors,
         },
     ))
+}
+
+/// A DeleteObject's conditions: `If-Match`, `x-amz-if-match-last-modified-time` (an HTTP
+/// date), `x-amz-if-match-size`.
+fn delete_condition(ctx: &Ctx) -> Result<DeleteCondition> {
+    let bad = |name: &str, v: &str| Error::invalid_argument(format!("{name} is not valid."), name, v);
+    Ok(DeleteCondition {
+        if_match: ctx.header("if-match").map(str::to_string),
+        last_modified_secs: match ctx.header("x-amz-if-match-last-modified-time") {
+            None => None,
+            Some(v) => Some(
+                kura_proto::timefmt::parse_http_date(v).ok_or_else(|| bad("x-amz-if-match-last-modified-time", v))?,
+            ),
+        },
+        size: match ctx.header("x-amz-if-match-size") {
+            None => None,
+            Some(v) => Some(v.trim().parse().map_err(|_| bad("x-amz-if-match-size", v))?),
+        },
+    })
+}
+
+/// The same conditions for one object of a DeleteObjects body (`LastModifiedTime` in ISO 8601).
+fn entry_delete_condition(o: &kura_proto::xml::DeleteObjectEntry) -> Result<DeleteCondition> {
+    let bad = |name: &str, v: &str| Error::invalid_argument(format!("{name} is not valid."), name, v);
+    Ok(DeleteCondition {
+        if_match: o.etag.clone(),
+        last_modified_secs: match &o.last_modified_time {
+            None => None,
+            Some(v) => Some(
+                time::OffsetDateTime::parse(v.trim(), &time::format_description::well_known::Rfc3339)
+                    .map(|t| t.unix_timestamp().max(0) as u64)
+                    .map_err(|_| bad("LastModifiedTime", v))?,
+            ),
+        },
+        size: match &o.size {
+            None => None,
+            Some(v) => Some(v.trim().parse().map_err(|_| bad("Size", v))?),
+        },
+    })
 }
 
 /// Core reports a Content-MD5 mismatch as InvalidDigest; S3 calls it BadDigest.
@@ -676,7 +756,7 @@ fn part_range(rec: &ObjectRecord, n: u32) -> Result<(u64, u64)> {
     if n == 1 && rec.extents.is_empty() {
         return Ok((0, 0));
     }
-    Err(Error::new(Code::InvalidRange))
+    Err(Error::new(Code::InvalidPartNumber))
 }
 
 async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &str) -> Result<Resp> {
@@ -697,8 +777,11 @@ async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &st
     if ctx.method != "HEAD" {
         *r.body_mut() = render::RespBody::Stream(st.kura.read_object(&rec, start, end));
     }
+    // A part of a multipart object (even a one-part one) is a partial answer with the part
+    // count; partNumber=1 of a plain object is the whole object.
+    let multipart = rec.s3_etag.is_some();
     if let Some((s, e)) = range {
-        if part.is_none() || rec.extents.len() > 1 {
+        if part.is_none() || multipart {
             *r.status_mut() = http::StatusCode::PARTIAL_CONTENT;
             set(
                 &mut r,
@@ -707,7 +790,7 @@ async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &st
             );
         }
     }
-    if part.is_some() && rec.extents.len() > 1 {
+    if part.is_some() && multipart {
         set(&mut r, "x-amz-mp-parts-count", rec.extents.len().to_string());
     }
     set(&mut r, "content-length", (end - start).to_string());
@@ -719,12 +802,19 @@ async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &st
     }
     stored_headers(&mut r, &rec.headers, ctx, "x-amz-meta-");
     // The object's checksum describes the whole object: only sent for a whole-object read.
-    if ctx
+    let checksum_mode = ctx
         .header("x-amz-checksum-mode")
-        .is_some_and(|v| v.eq_ignore_ascii_case("ENABLED"))
-        && range.is_none()
-    {
+        .is_some_and(|v| v.eq_ignore_ascii_case("ENABLED"));
+    if checksum_mode && range.is_none() {
         checksum_headers(&mut r, &rec);
+    }
+    // One part of a COMPOSITE object: that part's own checksum.
+    if let (true, Some(n), Some(c)) = (checksum_mode, part, rec.checksum.as_ref()) {
+        let part_checksum = rec.extents.get(n as usize - 1).and_then(|e| e.checksum.as_ref());
+        if let (false, Some(v)) = (c.full_object, part_checksum) {
+            set(&mut r, c.algorithm.header(), v);
+            set(&mut r, "x-amz-checksum-type", "COMPOSITE");
+        }
     }
     Ok(r)
 }
@@ -755,15 +845,60 @@ async fn attributes(st: &State, ctx: &Ctx, bucket: &str, key: &str) -> Result<Re
             } else {
                 None
             },
-            object_parts: (has("objectparts") && rec.s3_etag.is_some()).then_some(x::ObjectParts {
-                total_parts_count: rec.extents.len() as u32,
-            }),
+            object_parts: if has("objectparts") && rec.s3_etag.is_some() {
+                Some(object_parts(ctx, &rec)?)
+            } else {
+                None
+            },
             storage_class: has("storageclass").then(|| storage_class(&rec.storage_class)),
             object_size: has("objectsize").then_some(rec.size),
         },
     );
     set(&mut r, "last-modified", http_date(rec.last_modified_ms));
     Ok(r)
+}
+
+/// GetObjectAttributes' parts of a multipart object, paged by `x-amz-max-parts` and
+/// `x-amz-part-number-marker`; parts are numbered 1..N in object order, each with its
+/// checksum when the upload had an algorithm.
+fn object_parts(ctx: &Ctx, rec: &ObjectRecord) -> Result<x::ObjectParts> {
+    let number = |name: &str, default: u32| -> Result<u32> {
+        match ctx.header(name) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .map_err(|_| Error::invalid_argument(format!("{name} must be a non-negative integer."), name, v)),
+        }
+    };
+    let max = number("x-amz-max-parts", MAX_LIST as u32)?.min(MAX_LIST as u32);
+    let marker = number("x-amz-part-number-marker", 0)?;
+    let algorithm = rec.checksum.as_ref().map(|c| c.algorithm);
+    let parts: Vec<x::ObjectPart> = rec
+        .extents
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (i as u32 + 1, e))
+        .filter(|(n, _)| *n > marker)
+        .take(max as usize)
+        .map(|(n, e)| x::ObjectPart {
+            part_number: n,
+            size: e.len,
+            checksums: match (algorithm, &e.checksum) {
+                (Some(a), Some(v)) => x::Checksums::one(a, v.clone()),
+                _ => x::Checksums::default(),
+            },
+        })
+        .collect();
+    let last = parts.last().map_or(marker, |p| p.part_number);
+    Ok(x::ObjectParts {
+        is_truncated: (last as usize) < rec.extents.len(),
+        max_parts: max,
+        next_part_number_marker: last,
+        part_number_marker: marker,
+        parts,
+        total_parts_count: rec.extents.len() as u32,
+    })
 }
 
 /// `x-amz-copy-source: [/]bucket/key[?versionId=null]`, URL-encoded.
@@ -1071,7 +1206,12 @@ pub fn error(e: &Error, request_id: &str, ctx: Option<&Ctx>, is_head: bool) -> R
         c => (c.as_str(), c.status(), kura_proto::xml::xml_text(&e.message)),
     };
     if e.code == Code::NotModified {
-        return render::empty(304);
+        let mut r = render::empty(304);
+        if let Some((_, etag, modified)) = e.detail.as_ref().and_then(|d| d.not_modified.as_ref()) {
+            set(&mut r, "etag", etag);
+            set(&mut r, "last-modified", modified);
+        }
+        return r;
     }
     if is_head {
         return render::empty(status);
