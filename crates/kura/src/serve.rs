@@ -43,7 +43,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 256 * 1024 * 1024)]
     pub min_free_bytes: u64,
     /// Connections served at once; past it a new connection gets 503 (Retry-After) and is
-    /// closed. Each connection holds at most about 1.3 MiB of buffers.
+    /// closed. Each connection holds at most about 1.5 MiB of buffers.
     #[arg(long, default_value_t = 512)]
     pub max_connections: usize,
     /// Seconds a response may wait for a client that stopped reading before the connection
