@@ -295,3 +295,63 @@ def test_user_metadata_limits(server, bucket_v1, s3b):
         client.copy_object(Bucket=bucket, Key="m3", CopySource={"Bucket": bucket, "Key": "m"},
                            MetadataDirective="REPLACE", Metadata={"a": "v" * 3000})
     assert code(e) == ("MetadataTooLarge", 400)
+
+
+@pytest.mark.parametrize("method,target,sub", [
+    ("PUT", "obj", "live"), ("DELETE", "obj", "live"), ("PUT", "obj", "location"), ("PUT", "obj", "uploads"),
+    ("PUT", "obj", "bucketInfo"), ("PUT", "obj", "sequential"), ("DELETE", "obj", "partNumber=1"),
+    ("DELETE", "", "uploads"), ("DELETE", "", "location"), ("DELETE", "", "live"), ("GET", "", "delete"),
+])
+def test_known_sub_resources_on_other_methods_are_not_plain_writes(server, bucket_v1, method, target, sub):
+    """`PUT /b/k?live` is PutLiveChannel, not a PutObject that ignores `live`; likewise for the
+    other selectors with a method that does not use them."""
+    bucket_v1.put_object("obj", b"original")
+    name, _, value = sub.partition("=")
+    r = raw_request(server, method, bucket_v1.bucket_name, target, params={name: value}, data=b"<LiveChannelConfiguration/>")
+    assert r.status_code == 501 and "NotImplemented" in r.text, r.text
+    assert bucket_v1.get_object("obj").read() == b"original"
+    assert bucket_v1.get_bucket_info().name == bucket_v1.bucket_name
+
+
+def test_anonymous_readers_cannot_probe_private_buckets(server, bucket_v1):
+    bucket_v1.put_object("exists", b"x")
+    for key in ("exists", "missing"):
+        r = requests.get(f"{server.endpoint}/{bucket_v1.bucket_name}/{key}")
+        assert r.status_code == 403 and "AccessDenied" in r.text, (key, r.text)
+        assert requests.head(f"{server.endpoint}/{bucket_v1.bucket_name}/{key}").status_code == 403
+    bucket_v1.put_bucket_acl(oss2.BUCKET_ACL_PUBLIC_READ)
+    assert requests.get(f"{server.endpoint}/{bucket_v1.bucket_name}/missing").status_code == 404
+    assert requests.get(f"{server.endpoint}/{bucket_v1.bucket_name}/exists").content == b"x"
+
+
+def test_repeated_acting_headers_are_refused(server, bucket_v1):
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.putrequest("PUT", f"/{bucket_v1.bucket_name}/twice")
+    conn.putheader("x-oss-object-acl", "private")
+    conn.putheader("x-oss-object-acl", "public-read")
+    conn.putheader("Content-Length", "1")
+    conn.endheaders(b"x")
+    r = conn.getresponse()
+    assert r.status == 400 and b"InvalidArgument" in r.read()
+    assert not bucket_v1.object_exists("twice")
+
+
+def test_signature_v2_cannot_carry_attributes_unsigned(server, s3b):
+    client, bucket = s3b
+    v2 = s3client(server, signature_version="s3")
+    url = v2.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "obj"}, ExpiresIn=60)
+    assert requests.get(url).content == b"original"
+    r = requests.get(url + "&attributes", headers={"x-amz-object-attributes": "ObjectSize"})
+    assert r.status_code == 403, r.text
+
+
+def test_s3_listings_of_unsafe_keys_stay_xml(server, s3b):
+    import xml.etree.ElementTree as ET
+    client, bucket = s3b
+    client.put_object(Bucket=bucket, Key="ctl\x01key", Body=b"x")
+    for params in ({"Bucket": bucket}, {"Bucket": bucket, "Prefix": "ctl"}):
+        for op in ("list_objects", "list_objects_v2", "list_object_versions"):
+            raw = requests.get(client.generate_presigned_url(op, Params=params)).content
+            root = ET.fromstring(raw)
+            assert root.find("{*}EncodingType").text == "url", raw

@@ -117,8 +117,23 @@ fn is_blob_id(s: &str) -> bool {
 
 impl BlobStore {
     pub fn open(root: &Path) -> io::Result<Self> {
-        fs::create_dir_all(root.join("blobs"))?;
+        let blobs = root.join("blobs");
+        fs::create_dir_all(&blobs)?;
         fs::create_dir_all(root.join("tmp"))?;
+        // Every prefix directory exists, durably, before the first blob: a blob's own
+        // directory fsync would not make a freshly created `blobs/xx` survive a power cut.
+        let mut created = false;
+        for prefix in 0..=255u8 {
+            let dir = blobs.join(format!("{prefix:02x}"));
+            if !dir.is_dir() {
+                fs::create_dir(&dir)?;
+                created = true;
+            }
+        }
+        if created {
+            File::open(&blobs)?.sync_all()?;
+            File::open(root)?.sync_all()?;
+        }
         Ok(BlobStore {
             root: root.to_path_buf(),
             leases: Arc::default(),
@@ -267,7 +282,9 @@ impl BlobStore {
     /// The order makes it safe against writes in progress, whatever their speed: first the
     /// directory walk, then (per batch) a snapshot of the in-flight set, then the metadata
     /// lookup. A blob seen in the walk was registered before its file existed; if it has left
-    /// the set by the snapshot, its commit happened before the lookup, which then sees it.
+    /// the set by the snapshot, its commit happened before the lookup, which then sees it (the
+    /// registration is dropped inside the commit's blocking call, so a request cancelled
+    /// mid-commit cannot release it early).
     /// Memory stays at one batch of ids, whatever the number of blobs.
     pub fn sweep_orphans(
         &self,

@@ -480,7 +480,7 @@ impl Kura {
             full_object: true,
             parts: 1,
         });
-        self.store_object(bucket, key, rec, info.id.clone(), condition).await
+        self.store_object(bucket, key, rec, &info, condition).await
     }
 
     /// Records a new object; the condition is checked again inside the transaction.
@@ -489,14 +489,23 @@ impl Kura {
         bucket: &str,
         key: &str,
         rec: ObjectRecord,
-        blob: String,
+        info: &BlobInfo,
         condition: WriteCondition,
     ) -> Result<ObjectRecord> {
         let (b, k, r) = (bucket.to_string(), key.to_string(), rec.clone());
         let due = self.delete_due();
-        let res = self.meta(move |m| m.put_object(&b, &k, &r, &condition, due)).await;
+        // The registration rides with the commit: if the request is dropped (client gone)
+        // while the blocking commit runs, the blob stays in flight until the commit is done.
+        let in_flight = info.in_flight.clone();
+        let res = self
+            .meta(move |m| {
+                let done = m.put_object(&b, &k, &r, &condition, due);
+                drop(in_flight);
+                done
+            })
+            .await;
         if let Err(e) = res {
-            self.discard_uncommitted(&blob, &e);
+            self.discard_uncommitted(&info.id, &e);
             return Err(e);
         }
         Ok(rec)
@@ -579,7 +588,7 @@ impl Kura {
             ..Default::default()
         };
         let rec = object_record(&info, opts);
-        self.store_object(bucket, key, rec, info.id.clone(), condition).await
+        self.store_object(bucket, key, rec, &info, condition).await
     }
 
     pub async fn list_objects(
@@ -734,7 +743,15 @@ impl Kura {
         let due = self.delete_due();
         // The upload may have been completed or aborted while the body streamed: the
         // transaction decides, and a losing part's blob is removed.
-        if let Err(e) = self.meta(move |m| m.put_part(&b, &k, &u, part_number, &r, due)).await {
+        let in_flight = info.in_flight.clone();
+        let committed = self
+            .meta(move |m| {
+                let done = m.put_part(&b, &k, &u, part_number, &r, due);
+                drop(in_flight);
+                done
+            })
+            .await;
+        if let Err(e) = committed {
             self.discard_uncommitted(&info.id, &e);
             return Err(e);
         }
@@ -1059,7 +1076,7 @@ mod tests {
             "an uncommitted blob in flight was swept"
         );
         let rec = object_record(&info, WriteOptions::default());
-        kura.store_object("bkt", "k", rec, info.id.clone(), WriteCondition::default())
+        kura.store_object("bkt", "k", rec, &info, WriteCondition::default())
             .await
             .unwrap();
         let id = info.id.clone();

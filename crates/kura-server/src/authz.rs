@@ -63,6 +63,30 @@ pub async fn authorize(kura: &Kura, principal: &Principal, op: Operation, bucket
     }
 }
 
+/// The object a GetObject / HeadObject / GetObjectMeta reads, if `principal` may read it. An
+/// anonymous reader of a bucket it may not list learns nothing from a missing key: the
+/// answer is AccessDenied, as for a private object, not NoSuchKey.
+pub async fn readable_object(
+    kura: &Kura,
+    principal: &Principal,
+    bucket: &str,
+    key: &str,
+) -> Result<(BucketRecord, ObjectRecord)> {
+    match kura.head_object(bucket, key).await {
+        Ok((b, rec)) => {
+            object_readable(principal, &b, &rec)?;
+            Ok((b, rec))
+        }
+        Err(e) if e.code == Code::NoSuchKey && *principal == Principal::Anonymous => {
+            match kura.bucket(bucket).await?.acl {
+                Acl::Private => Err(deny()),
+                _ => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether `principal` may read this object (GetObject, HeadObject, GetObjectMeta).
 pub fn object_readable(principal: &Principal, bucket: &BucketRecord, rec: &ObjectRecord) -> Result<()> {
     match principal {

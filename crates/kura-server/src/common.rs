@@ -21,7 +21,7 @@ pub fn url_encoding(ctx: &Ctx) -> bool {
 /// keys may hold them. A response that must carry such a key is URL-encoded and says so with
 /// `<EncodingType>url</EncodingType>`, which the SDKs honour, instead of being unparseable.
 pub fn xml_unsafe(s: &str) -> bool {
-    s.chars().any(|c| (c as u32) < 0x20 || c == '\u{7f}')
+    !kura_proto::xml::xml_safe(s) || s.contains('\n') || s.contains('\r') || s.contains('\t')
 }
 
 pub fn url_encoding_for<'a>(ctx: &Ctx, mut names: impl Iterator<Item = &'a str>) -> bool {
@@ -202,10 +202,12 @@ pub fn stored_headers(r: &mut Resp, hd: &ObjectHeaders, ctx: &Ctx, meta_prefix: 
     }
 }
 
-/// The body length a request declares: the decoded length of an aws-chunked body, else
-/// Content-Length.
-pub fn declared_len(ctx: &Ctx) -> Option<u64> {
-    ctx.header("x-amz-decoded-content-length")
+/// The body length a request declares: with `aws_chunked` (S3) the decoded length of an
+/// aws-chunked body first, else Content-Length.
+pub fn declared_len(ctx: &Ctx, aws_chunked: bool) -> Option<u64> {
+    aws_chunked
+        .then(|| ctx.header("x-amz-decoded-content-length"))
+        .flatten()
         .or_else(|| ctx.header("content-length"))
         .and_then(|v| v.trim().parse().ok())
 }
@@ -214,6 +216,77 @@ pub fn declared_len(ctx: &Ctx) -> Option<u64> {
 pub fn expects_continue(ctx: &Ctx) -> bool {
     ctx.header("expect")
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
+}
+
+/// The headers stored with a new object or upload: the standard ones, and user metadata
+/// under `meta_prefix` (`x-oss-meta-` or `x-amz-meta-`), sorted. `default_type` is the
+/// dialect's Content-Type when none is sent.
+pub fn object_headers(ctx: &Ctx, meta_prefix: &str, default_type: &str) -> ObjectHeaders {
+    let opt = |n: &str| ctx.header(n).map(|s| s.to_string());
+    let mut user_meta: Vec<(String, String)> = ctx
+        .headers
+        .iter()
+        .filter_map(|(n, v)| n.strip_prefix(meta_prefix).map(|m| (m.to_string(), v.clone())))
+        .collect();
+    user_meta.sort();
+    ObjectHeaders {
+        content_type: ctx
+            .header("content-type")
+            .filter(|v| !v.is_empty())
+            .unwrap_or(default_type)
+            .to_string(),
+        cache_control: opt("cache-control"),
+        content_disposition: opt("content-disposition"),
+        content_encoding: opt("content-encoding"),
+        content_language: opt("content-language"),
+        expires: opt("expires"),
+        user_meta,
+    }
+}
+
+/// The byte range an UploadPartCopy takes from its source (`bytes=first-last`, the last
+/// optional in OSS), as `[start, end)`; the whole source without the header. `header` names
+/// the dialect's header for the error.
+pub fn copy_source_range(ctx: &Ctx, header: &str, size: u64) -> Result<(u64, u64)> {
+    let Some(v) = ctx.header(header) else {
+        return Ok((0, size));
+    };
+    let bad = || {
+        Error::invalid_argument(
+            format!("The {header} value must be of the form bytes=first-last."),
+            header,
+            v,
+        )
+    };
+    let (a, b) = v
+        .trim()
+        .strip_prefix("bytes=")
+        .and_then(|s| s.split_once('-'))
+        .ok_or_else(bad)?;
+    let start: u64 = a.trim().parse().map_err(|_| bad())?;
+    let end = if b.trim().is_empty() {
+        size
+    } else {
+        b.trim()
+            .parse::<u64>()
+            .ok()
+            .and_then(|e| e.checked_add(1))
+            .ok_or_else(bad)?
+    };
+    if start >= end || end > size {
+        return Err(Error::new(Code::InvalidRange));
+    }
+    Ok((start, end))
+}
+
+/// ListParts' `part-number-marker` (0 when absent).
+pub fn part_number_marker(ctx: &Ctx) -> Result<u32> {
+    match ctx.query("part-number-marker") {
+        None => Ok(0),
+        Some(v) => v
+            .parse::<u32>()
+            .map_err(|_| Error::invalid_argument("part-number-marker must be an integer.", "part-number-marker", v)),
+    }
 }
 
 #[cfg(test)]

@@ -137,15 +137,21 @@ impl Default for ServeOptions {
 /// the client is not reset mid-request where avoidable), answer 503 with Retry-After, close.
 async fn refuse(mut stream: tokio::net::TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = [0u8; 8192];
-    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Only the last bytes are kept, to spot the blank line that ends the headers.
+    let mut tail = Vec::with_capacity(8);
+    let mut read = 0usize;
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         while let Ok(n) = stream.read(&mut buf).await {
             if n == 0 {
                 break;
             }
-            seen.extend_from_slice(&buf[..n]);
-            if seen.windows(4).any(|w| w == b"\r\n\r\n") || seen.len() > MAX_BUF {
+            read += n;
+            tail.extend_from_slice(&buf[..n]);
+            let ended = tail.windows(4).any(|w| w == b"\r\n\r\n");
+            let keep = tail.len().saturating_sub(3);
+            tail.drain(..keep);
+            if ended || read > MAX_BUF {
                 break;
             }
         }
@@ -165,12 +171,28 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
 /// Serves connections from `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, state: Arc<State>, opts: ServeOptions) -> std::io::Result<()> {
     let permits = Arc::new(tokio::sync::Semaphore::new(opts.max_connections));
+    // Refusals are bounded too: past these, an extra connection is dropped at once.
+    let refusals = Arc::new(tokio::sync::Semaphore::new(64));
     loop {
-        let (stream, peer): (_, SocketAddr) = listener.accept().await?;
+        let (stream, peer): (_, SocketAddr) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors (EMFILE/ENFILE) or buffers: a flood must not end the
+                // server. Wait for connections to close, then accept again.
+                tracing::warn!(error = %e, "accept failed; retrying shortly");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(%peer, limit = opts.max_connections, "connection limit reached; refusing");
-            tokio::spawn(refuse(stream));
+            if let Ok(refusal) = refusals.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    let _refusal = refusal;
+                    refuse(stream).await;
+                });
+            }
             continue;
         };
         let state = state.clone();

@@ -245,8 +245,70 @@ fn is_form_upload(ctx: &Ctx) -> bool {
         .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
 }
 
+/// Query parameters that select an operation. Each may only come with the operations that
+/// read it: `PUT /b/k?live` is OSS PutLiveChannel, not a PutObject that ignores `live`.
+const SELECTORS: &[&str] = &[
+    "uploads",
+    "uploadId",
+    "partNumber",
+    "acl",
+    "location",
+    "delete",
+    "bucketInfo",
+    "objectMeta",
+    "sequential",
+    "live",
+    "versions",
+    "attributes",
+];
+
+/// The selectors an operation reads.
+fn selectors_of(op: Operation) -> &'static [&'static str] {
+    use Operation::*;
+    match op {
+        GetBucketAcl | PutBucketAcl | GetObjectAcl | PutObjectAcl => &["acl"],
+        GetBucketLocation => &["location"],
+        GetBucketInfo => &["bucketInfo"],
+        ListMultipartUploads => &["uploads"],
+        ListLiveChannels => &["live"],
+        ListObjectVersions => &["versions"],
+        DeleteObjects => &["delete"],
+        GetObjectMeta => &["objectMeta"],
+        GetObjectAttributes => &["attributes"],
+        // S3 reads one part of an object with `partNumber`.
+        GetObject | HeadObject => &["partNumber"],
+        InitiateMultipartUpload => &["uploads", "sequential"],
+        UploadPart | UploadPartCopy => &["uploadId", "partNumber"],
+        CompleteMultipartUpload | AbortMultipartUpload | ListParts => &["uploadId"],
+        ListBuckets | CreateBucket | DeleteBucket | HeadBucket | ListObjects | PutObject | CopyObject
+        | DeleteObject => &[],
+    }
+}
+
 /// The one operation a request asks for, or why it cannot be served.
 pub fn classify(dialect: Dialect, ctx: &Ctx) -> Result<Operation> {
+    let op = classify_method(dialect, ctx)?;
+    if dialect == Dialect::Oss
+        && matches!(op, Operation::GetObject | Operation::HeadObject)
+        && ctx.has_query("partNumber")
+    {
+        return Err(not_implemented(
+            "Reading one part of an object (partNumber) is S3 only.".into(),
+        ));
+    }
+    let allowed = selectors_of(op);
+    for (name, _) in &ctx.query {
+        if SELECTORS.contains(&name.as_str()) && !allowed.contains(&name.as_str()) {
+            return Err(not_implemented(format!(
+                "The {name} sub-resource is not supported with {} here.",
+                ctx.method
+            )));
+        }
+    }
+    Ok(op)
+}
+
+fn classify_method(dialect: Dialect, ctx: &Ctx) -> Result<Operation> {
     use Operation::*;
     check_supported(dialect, ctx)?;
     let q = |n: &str| ctx.has_query(n);
@@ -368,6 +430,30 @@ mod tests {
             let c = ctx("PUT", "/b/k", &[(header, "x")]);
             assert_eq!(classify(d, &c).unwrap_err().code, Code::NotImplemented, "{header}");
         }
+        // Known selectors with a method that does not use them are not plain Puts or Deletes.
+        for (m, uri) in [
+            ("PUT", "/b/k?live"),
+            ("DELETE", "/b/k?live"),
+            ("PUT", "/b/k?location"),
+            ("PUT", "/b/k?uploads"),
+            ("PUT", "/b/k?delete"),
+            ("DELETE", "/b?uploads"),
+            ("DELETE", "/b?location"),
+            ("DELETE", "/b/k?partNumber=1"),
+            ("GET", "/b?delete"),
+            ("POST", "/b/k?uploads&partNumber=1"),
+        ] {
+            assert_eq!(
+                op(Dialect::Oss, m, uri).unwrap_err().code,
+                Code::NotImplemented,
+                "{m} {uri}"
+            );
+        }
+        assert_eq!(
+            op(Dialect::Oss, "POST", "/b/k?uploads&sequential").unwrap(),
+            InitiateMultipartUpload
+        );
+        assert_eq!(op(Dialect::S3, "HEAD", "/b/k?partNumber=2").unwrap(), HeadObject);
         let form = ctx("POST", "/b", &[("content-type", "multipart/form-data; boundary=x")]);
         assert_eq!(classify(Dialect::Oss, &form).unwrap_err().code, Code::NotImplemented);
         // A tagging directive on a copy is tagging too.

@@ -62,12 +62,45 @@ pub fn header_text(raw: &[u8]) -> String {
     }
 }
 
+/// Headers that sign or act besides `x-oss-*` / `x-amz-*`, which may appear only once.
+const SINGLE_HEADERS: &[&str] = &[
+    "authorization",
+    "host",
+    "date",
+    "content-md5",
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "content-disposition",
+    "cache-control",
+    "expires",
+    "range",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "expect",
+];
+
 /// Parses method, addressing, query and headers. `domain` enables virtual-host addressing for
 /// `<bucket>.<domain>`; every other Host is path-style.
 pub fn parse(parts: &http::request::Parts, domain: Option<&str>) -> Result<Ctx> {
     let mut headers = Vec::with_capacity(parts.headers.len());
     for (name, value) in &parts.headers {
         headers.push((name.as_str().to_string(), header_text(value.as_bytes())));
+    }
+    // A repeated header that signs or acts is refused: the signers join the values while the
+    // handlers read one, so the two could disagree on what was asked.
+    for name in parts.headers.keys() {
+        let n = name.as_str();
+        let acting = n.starts_with("x-oss-") || n.starts_with("x-amz-") || SINGLE_HEADERS.contains(&n);
+        if acting && parts.headers.get_all(name).iter().nth(1).is_some() {
+            return Err(Error::invalid_argument(
+                format!("The header {n} appears more than once."),
+                n,
+                "",
+            ));
+        }
     }
     let bad_uri = || Error::new(Code::InvalidURI);
     if !encode::well_formed_percents(parts.uri.path()) || !encode::well_formed_percents(parts.uri.query().unwrap_or(""))
@@ -219,6 +252,16 @@ mod tests {
         assert_eq!(c.key.as_deref(), Some("../../etc"));
         assert!(ctx("GET", "/b/%FF", "h", None).is_err(), "keys must be UTF-8");
         assert_eq!(ctx("GET", "/b/%zz", "h", None).unwrap_err().code, Code::InvalidURI);
+        let twice = http::Request::builder()
+            .uri("/b/k")
+            .header("host", "h")
+            .header("x-oss-object-acl", "private")
+            .header("x-oss-object-acl", "public-read")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        assert_eq!(parse(&twice, None).unwrap_err().code, Code::InvalidArgument);
         assert_eq!(
             ctx("GET", "/b/k?prefix=%2", "h", None).unwrap_err().code,
             Code::InvalidURI

@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use kura_proto::{crc64, encode, sign, timefmt, xml};
+use kura_proto::{crc64, encode, sign, sigv4, timefmt, xml};
 use reqwest::Method;
 
 mod common;
@@ -826,4 +826,41 @@ async fn unsigned_empty_oss_headers_do_not_act() {
         .await
         .unwrap();
     assert_eq!(signed.status(), 400, "a signed empty ACL header is read (and refused)");
+}
+
+/// A SigV4 signature must cover Host: with virtual-host addressing the bucket lives there, so
+/// a signature without it would be good for every bucket.
+#[tokio::test]
+async fn sigv4_without_host_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = common::start_with(dir.path(), &["--domain", "example.local"]);
+    ok(s.v4(Method::PUT, Some("hosted"), None, &[])).await;
+    ok(s.v4(Method::PUT, Some("hosted"), Some("secret"), &[]).body("keep me")).await;
+    let stamp = amz_now();
+    let date = &stamp[..8];
+    let sha = sigv4::sha256_hex(b"");
+    let headers = vec![
+        ("x-amz-content-sha256".to_string(), sha.clone()),
+        ("x-amz-date".to_string(), stamp.clone()),
+    ];
+    let signed = vec!["x-amz-content-sha256".to_string(), "x-amz-date".to_string()];
+    let cr = sigv4::canonical_request("DELETE", "/secret", "", &headers, &signed, &sha).unwrap();
+    let scope = sigv4::scope(date, "us-east-1", "s3");
+    let key = sigv4::signing_key(SK, date, "us-east-1", "s3");
+    let sig = sigv4::sign(&key, &sigv4::string_to_sign(&stamp, &scope, &cr));
+    let r = reqwest::Client::new()
+        .delete(s.url("/secret"))
+        .header("host", "hosted.example.local")
+        .header("x-amz-content-sha256", sha)
+        .header("x-amz-date", stamp)
+        .header(
+            "authorization",
+            format!("AWS4-HMAC-SHA256 Credential={AK}/{scope}, SignedHeaders=x-amz-content-sha256;x-amz-date, Signature={sig}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let kept = ok(s.v4(Method::GET, Some("hosted"), Some("secret"), &[])).await;
+    assert_eq!(kept.bytes().await.unwrap().as_ref(), b"keep me");
 }

@@ -88,6 +88,11 @@ pub fn authenticate(ctx: &Ctx, creds: &Credentials) -> Result<Authenticated> {
 /// Signature Version 2 (what boto3 still uses for presigned URLs by default): the OSS V1
 /// scheme with `x-amz-*` headers.
 fn v2_check(ctx: &Ctx, secret: &str, ak: &str, date_line: &str, signature: &str) -> Result<Principal> {
+    // Signature V2 signs only the sub-resources it knew of; a newer selector would ride along
+    // unsigned and change the operation.
+    if ctx.has_query("attributes") {
+        return Err(denied("GetObjectAttributes needs Signature Version 4."));
+    }
     use kura_proto::sign;
     let resource = sign::v1_canonical_resource(ctx.bucket.as_deref(), ctx.key.as_deref(), &ctx.query);
     let sts = sign::s3v2_string_to_sign(&ctx.method, &ctx.headers, date_line, &resource);
@@ -136,6 +141,7 @@ fn header_auth(ctx: &Ctx, creds: &Credentials, auth: &str) -> Result<(Principal,
     let a = sigv4::parse_authorization(auth)
         .ok_or_else(|| denied("The AWS4-HMAC-SHA256 Authorization header is malformed."))?;
     check_scope(&a.service).map_err(|e| Error::msg(Code::AccessDenied, e.message))?;
+    require_host(&a.signed_headers)?;
     let secret = secret_for(creds, &a.access_key_id)?;
     let timestamp = ctx
         .header("x-amz-date")
@@ -252,6 +258,7 @@ fn presigned(ctx: &Ctx, creds: &Credentials) -> Result<Principal> {
         .map(|h| h.trim().to_ascii_lowercase())
         .filter(|h| !h.is_empty())
         .collect();
+    require_host(&signed)?;
     let cr = sigv4::canonical_request(
         &ctx.method,
         &sigv4::canonical_uri(&ctx.path),
@@ -269,6 +276,16 @@ fn presigned(ctx: &Ctx, creds: &Credentials) -> Result<Principal> {
     }
     check_all_signed(ctx, &signed)?;
     Ok(Principal::Root)
+}
+
+/// With virtual-host addressing the bucket is in Host, not in the signed path: a signature
+/// that leaves Host out would be good for every bucket. AWS requires it signed.
+fn require_host(signed: &[String]) -> Result<()> {
+    if signed.iter().any(|h| h == "host") {
+        Ok(())
+    } else {
+        Err(denied("The host header must be signed."))
+    }
 }
 
 /// The credential scope's service must be `s3`: a signature made for another service is not

@@ -13,7 +13,7 @@ use kura_proto::xml::*;
 
 use super::render::{self, set, Resp};
 use crate::auth::{Payload, Principal};
-use crate::authz::object_readable;
+use crate::authz::readable_object;
 use crate::common::*;
 use crate::op::Operation;
 use crate::request::{read_xml_body, Ctx, HyperBody};
@@ -37,26 +37,7 @@ fn header_acl(ctx: &Ctx, name: &str) -> Result<Option<ObjectAcl>> {
 
 /// The headers stored with a new object or upload.
 fn object_headers(ctx: &Ctx) -> ObjectHeaders {
-    let opt = |n: &str| ctx.header(n).map(|s| s.to_string());
-    let mut user_meta: Vec<(String, String)> = ctx
-        .headers
-        .iter()
-        .filter_map(|(n, v)| n.strip_prefix("x-oss-meta-").map(|m| (m.to_string(), v.clone())))
-        .collect();
-    user_meta.sort();
-    ObjectHeaders {
-        content_type: ctx
-            .header("content-type")
-            .filter(|v| !v.is_empty())
-            .unwrap_or("application/octet-stream")
-            .to_string(),
-        cache_control: opt("cache-control"),
-        content_disposition: opt("content-disposition"),
-        content_encoding: opt("content-encoding"),
-        content_language: opt("content-language"),
-        expires: opt("expires"),
-        user_meta,
-    }
+    crate::common::object_headers(ctx, "x-oss-meta-", "application/octet-stream")
 }
 
 fn write_options(ctx: &Ctx) -> Result<WriteOptions> {
@@ -79,7 +60,7 @@ fn body_checks(ctx: &Ctx) -> Result<BodyChecks> {
             Payload::Sha256(h) => Some(h.clone()),
             _ => None,
         },
-        declared_len: declared_len(ctx),
+        declared_len: declared_len(ctx, false),
         expect_continue: expects_continue(ctx),
         ..Default::default()
     })
@@ -466,8 +447,7 @@ fn object_meta_headers(r: &mut Resp, rec: &ObjectRecord) {
 }
 
 async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &str) -> Result<Resp> {
-    let (b, rec) = st.kura.head_object(bucket, key).await?;
-    object_readable(p, &b, &rec)?;
+    let (_, rec) = readable_object(&st.kura, p, bucket, key).await?;
     check_conditions(ctx, &rec, "", false)?;
     let is_head = ctx.method == "HEAD";
     if is_head && ctx.has_query("objectMeta") {
@@ -548,28 +528,7 @@ async fn upload_part_copy(st: &State, ctx: &Ctx, bucket: &str, key: &str, upload
     // Current OSS answers a matching if-none-match / an unmodified if-modified-since on the
     // copy source with 304 and no body, not 412.
     check_conditions(ctx, &src, "x-oss-copy-source-", false)?;
-    let (start, end) = match ctx.header("x-oss-copy-source-range") {
-        None => (0, src.size),
-        Some(v) => {
-            let bad = || Error::invalid_argument("x-oss-copy-source-range is not valid.", "x-oss-copy-source-range", v);
-            let spec = v.trim().strip_prefix("bytes=").ok_or_else(bad)?;
-            let (a, b) = spec.split_once('-').ok_or_else(bad)?;
-            let a: u64 = a.trim().parse().map_err(|_| bad())?;
-            let end = if b.trim().is_empty() {
-                src.size
-            } else {
-                b.trim()
-                    .parse::<u64>()
-                    .ok()
-                    .and_then(|e| e.checked_add(1))
-                    .ok_or_else(bad)?
-            };
-            if a >= end || end > src.size {
-                return Err(Error::new(Code::InvalidRange));
-            }
-            (a, end)
-        }
-    };
+    let (start, end) = copy_source_range(ctx, "x-oss-copy-source-range", src.size)?;
     let rec = st
         .kura
         .upload_part_copy(bucket, key, upload_id, part, &src, start..end)
@@ -686,12 +645,7 @@ fn complete_selection(ctx: &Ctx, raw: &[u8], complete_all: bool) -> Result<PartS
 async fn list_parts(st: &State, ctx: &Ctx, bucket: &str, key: &str, upload_id: &str) -> Result<Resp> {
     let url = url_encoding_for(ctx, std::iter::once(key));
     let max = parse_max(ctx, "max-parts", MAX_LIST)?;
-    let marker = match ctx.query("part-number-marker") {
-        None => 0,
-        Some(v) => v
-            .parse::<u32>()
-            .map_err(|_| Error::invalid_argument("part-number-marker must be an integer.", "part-number-marker", v))?,
-    };
+    let marker = part_number_marker(ctx)?;
     let l = st.kura.list_parts(bucket, key, upload_id, marker, max).await?;
     Ok(render::xml(&ListPartsResult {
         encoding_type: url.then(|| "url".into()),

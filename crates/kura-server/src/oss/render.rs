@@ -81,7 +81,7 @@ pub fn error(e: &Error, request_id: &str, ctx: Option<&Ctx>, host: &str, is_head
                     .then(|| ctx.and_then(|c| c.key.clone()))
                     .flatten()
             })
-            .filter(|k| !k.chars().any(char::is_control)),
+            .filter(|k| kura_proto::xml::xml_safe(k) && !k.chars().any(char::is_control)),
         upload_id: xml_safe_opt(d.upload_id.clone()),
         argument_name: xml_safe_opt(d.argument.as_ref().map(|a| a.0.clone())),
         argument_value: xml_safe_opt(d.argument.as_ref().map(|a| a.1.clone())),

@@ -11,10 +11,10 @@ use kura_proto::xml::{from_request_xml, xml_safe_opt, CompleteMultipartUpload, C
 
 use crate::auth::chunked::AwsChunked;
 use crate::auth::{Authenticated, Payload, Principal};
-use crate::authz::object_readable;
+use crate::authz::readable_object;
 use crate::common::{
-    check_conditions, check_xml_md5, content_md5, declared_len, expects_continue, is_true, parse_max, parse_range,
-    stored_headers,
+    check_conditions, check_xml_md5, content_md5, copy_source_range, declared_len, expects_continue, is_true,
+    parse_max, parse_range, part_number_marker, stored_headers, xml_unsafe,
 };
 use crate::op::Operation;
 use crate::request::{read_xml_body, Ctx, HyperBody};
@@ -101,47 +101,31 @@ fn acl_from_request(canned: Option<Acl>, body: &[u8]) -> Result<Acl> {
 }
 
 fn object_headers(ctx: &Ctx) -> ObjectHeaders {
-    let opt = |n: &str| ctx.header(n).map(|s| s.to_string());
-    let mut user_meta: Vec<(String, String)> = ctx
-        .headers
-        .iter()
-        .filter_map(|(n, v)| n.strip_prefix("x-amz-meta-").map(|m| (m.to_string(), v.clone())))
-        .collect();
-    user_meta.sort();
-    ObjectHeaders {
-        content_type: ctx
-            .header("content-type")
-            .filter(|v| !v.is_empty())
-            .unwrap_or("binary/octet-stream")
-            .to_string(),
-        cache_control: opt("cache-control"),
-        content_disposition: opt("content-disposition"),
-        // aws-chunked is transport framing, not the object's encoding.
-        content_encoding: opt("content-encoding")
-            .map(|v| {
-                // Kept byte for byte unless the transport's aws-chunked is named in it.
-                if v.split(',').any(|e| e.trim() == "aws-chunked") {
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|e| *e != "aws-chunked")
-                        .collect::<Vec<_>>()
-                        .join(",")
-                } else {
-                    v
-                }
-            })
-            .filter(|v| !v.is_empty()),
-        content_language: opt("content-language"),
-        expires: opt("expires"),
-        user_meta,
-    }
+    let mut headers = crate::common::object_headers(ctx, "x-amz-meta-", "binary/octet-stream");
+    // aws-chunked is transport framing, not the object's encoding; otherwise the value is
+    // kept byte for byte.
+    headers.content_encoding = headers
+        .content_encoding
+        .map(|v| {
+            if v.split(',').any(|e| e.trim() == "aws-chunked") {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|e| *e != "aws-chunked")
+                    .collect::<Vec<_>>()
+                    .join(",")
+            } else {
+                v
+            }
+        })
+        .filter(|v| !v.is_empty());
+    headers
 }
 
 /// The checks S3 asks of a body: signed payload hash, checksum headers and trailers.
 fn body_checks(ctx: &Ctx, payload: &Payload) -> Result<BodyChecks> {
     let mut checks = BodyChecks {
         content_md5: content_md5(ctx)?,
-        declared_len: declared_len(ctx),
+        declared_len: declared_len(ctx, true),
         expect_continue: expects_continue(ctx),
         ..Default::default()
     };
@@ -499,6 +483,18 @@ async fn list_objects(st: &State, ctx: &Ctx, b: &BucketRecord) -> Result<Resp> {
         (false, _) => ctx.query("marker").unwrap_or("").to_string(),
     };
     let l = st.kura.list_objects(&b.name, prefix, delimiter, &after, max).await?;
+    // Names that cannot travel in XML force URL-encoding of everything (said in EncodingType);
+    // asked for, it follows S3's rules (prefix only in V2, never the delimiter).
+    let forced = !url && {
+        let names = l.objects.iter().map(|(k, _)| k.as_str());
+        let prefixes = l.common_prefixes.iter().map(String::as_str);
+        let start_after = ctx.query("start-after").unwrap_or("");
+        let mut all = names
+            .chain(prefixes)
+            .chain([prefix, delimiter, after.as_str(), start_after]);
+        all.any(xml_unsafe)
+    };
+    let url = url || forced;
     let with_owner = !v2 || is_true(ctx.query("fetch-owner"));
     let contents: Vec<x::ObjectEntry> = l.objects.iter().map(|(k, r)| entry(k, r, url, with_owner)).collect();
     let common_prefixes: Vec<x::CommonPrefix> = l
@@ -514,7 +510,7 @@ async fn list_objects(st: &State, ctx: &Ctx, b: &BucketRecord) -> Result<Resp> {
             xmlns: NS,
             name: b.name.clone(),
             // S3 URL-encodes the prefix of a V2 listing only; the delimiter never.
-            prefix: enc(prefix, url && v2),
+            prefix: enc(prefix, url && (v2 || forced)),
             marker: (!v2).then(|| enc(&after, url)),
             next_marker: if v2 || delimiter.is_empty() {
                 None
@@ -534,7 +530,7 @@ async fn list_objects(st: &State, ctx: &Ctx, b: &BucketRecord) -> Result<Resp> {
             },
             key_count: v2.then_some(key_count),
             max_keys: max as u32,
-            delimiter: (!delimiter.is_empty()).then(|| delimiter.to_string()),
+            delimiter: (!delimiter.is_empty()).then(|| enc(delimiter, forced)),
             encoding_type: url.then(|| "url".into()),
             is_truncated: l.truncated,
             contents,
@@ -554,6 +550,12 @@ async fn list_versions(st: &State, ctx: &Ctx, b: &BucketRecord) -> Result<Resp> 
         .kura
         .list_objects(&b.name, prefix, delimiter, key_marker, max)
         .await?;
+    let url = url || {
+        let names = l.objects.iter().map(|(k, _)| k.as_str());
+        let prefixes = l.common_prefixes.iter().map(String::as_str);
+        let mut all = names.chain(prefixes).chain([prefix, delimiter, key_marker]);
+        all.any(xml_unsafe)
+    };
     Ok(xml(
         "ListVersionsResult",
         &x::ListVersionsResult {
@@ -729,7 +731,7 @@ async fn initiate(st: &State, ctx: &Ctx, bucket: &str, key: &str) -> Result<Resp
         &x::InitiateMultipartUploadResult {
             xmlns: NS,
             bucket: bucket.into(),
-            key: key.into(),
+            key: kura_proto::xml::xml_text(key),
             upload_id: id,
         },
     );
@@ -760,8 +762,7 @@ fn part_range(rec: &ObjectRecord, n: u32) -> Result<(u64, u64)> {
 }
 
 async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &str) -> Result<Resp> {
-    let (b, rec) = st.kura.head_object(bucket, key).await?;
-    object_readable(p, &b, &rec)?;
+    let (_, rec) = readable_object(&st.kura, p, bucket, key).await?;
     check_conditions(ctx, &rec, "", false)?;
     let part = match ctx.query("partNumber") {
         Some(n) => Some(check_part_number(n)?),
@@ -958,34 +959,7 @@ async fn upload_part_copy(st: &State, ctx: &Ctx, bucket: &str, key: &str, upload
     let (sb, sk) = copy_source(ctx)?;
     let (_, src) = st.kura.head_object(&sb, &sk).await?;
     check_conditions(ctx, &src, "x-amz-copy-source-", true)?;
-    let (start, end) = match ctx.header("x-amz-copy-source-range") {
-        None => (0, src.size),
-        Some(v) => {
-            let bad = || {
-                Error::invalid_argument(
-                    "The x-amz-copy-source-range value must be of the form bytes=first-last.",
-                    "x-amz-copy-source-range",
-                    v,
-                )
-            };
-            let (a, b) = v
-                .trim()
-                .strip_prefix("bytes=")
-                .and_then(|s| s.split_once('-'))
-                .ok_or_else(bad)?;
-            let a: u64 = a.trim().parse().map_err(|_| bad())?;
-            let e: u64 = b
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .and_then(|e| e.checked_add(1))
-                .ok_or_else(bad)?;
-            if a >= e || e > src.size {
-                return Err(Error::new(Code::InvalidRange));
-            }
-            (a, e)
-        }
-    };
+    let (start, end) = copy_source_range(ctx, "x-amz-copy-source-range", src.size)?;
     let rec = st
         .kura
         .upload_part_copy(bucket, key, upload_id, part, &src, start..end)
@@ -1079,7 +1053,7 @@ async fn complete(
                 kura_proto::encode::encode_path(key)
             ),
             bucket: bucket.into(),
-            key: key.into(),
+            key: kura_proto::xml::xml_text(key),
             etag: format!("\"{etag}\""),
             checksums: rec
                 .checksum
@@ -1101,12 +1075,7 @@ async fn complete(
 
 async fn list_parts(st: &State, ctx: &Ctx, bucket: &str, key: &str, upload_id: &str) -> Result<Resp> {
     let max = parse_max(ctx, "max-parts", MAX_LIST)?;
-    let marker = match ctx.query("part-number-marker") {
-        None => 0,
-        Some(v) => v
-            .parse::<u32>()
-            .map_err(|_| Error::invalid_argument("part-number-marker must be an integer.", "part-number-marker", v))?,
-    };
+    let marker = part_number_marker(ctx)?;
     let l = st.kura.list_parts(bucket, key, upload_id, marker, max).await?;
     let algorithm = l.upload.checksum.map(|(a, _)| a);
     Ok(xml(
@@ -1114,7 +1083,7 @@ async fn list_parts(st: &State, ctx: &Ctx, bucket: &str, key: &str, upload_id: &
         &x::ListPartsResult {
             xmlns: NS,
             bucket: bucket.into(),
-            key: key.into(),
+            key: kura_proto::xml::xml_text(key),
             upload_id: upload_id.into(),
             part_number_marker: marker,
             next_part_number_marker: l.next_marker,
@@ -1158,6 +1127,12 @@ async fn list_uploads(st: &State, ctx: &Ctx, bucket: &str) -> Result<Resp> {
         .kura
         .list_uploads(bucket, prefix, delimiter, key_marker, upload_id_marker, max)
         .await?;
+    let url = url || {
+        let names = l.uploads.iter().map(|u| u.key.as_str());
+        let prefixes = l.common_prefixes.iter().map(String::as_str);
+        let mut all = names.chain(prefixes).chain([prefix, delimiter, key_marker]);
+        all.any(xml_unsafe)
+    };
     Ok(xml(
         "ListMultipartUploadsResult",
         &x::ListMultipartUploadsResult {
@@ -1236,7 +1211,7 @@ pub fn error(e: &Error, request_id: &str, ctx: Option<&Ctx>, is_head: bool) -> R
                     .then(|| ctx.and_then(|c| c.key.clone()))
                     .flatten()
             })
-            .filter(|k| !k.chars().any(char::is_control)),
+            .filter(|k| kura_proto::xml::xml_safe(k) && !k.chars().any(char::is_control)),
         upload_id: xml_safe_opt(d.upload_id.clone()),
         argument_name: xml_safe_opt(d.argument.as_ref().map(|a| a.0.clone())),
         argument_value: xml_safe_opt(d.argument.as_ref().map(|a| a.1.clone())),
@@ -1244,12 +1219,7 @@ pub fn error(e: &Error, request_id: &str, ctx: Option<&Ctx>, is_head: bool) -> R
         string_to_sign: xml_safe_opt(d.string_to_sign.clone()),
         access_key_id: xml_safe_opt(d.access_key_id.clone()),
         headers_not_signed: d.headers_not_signed.clone(),
-        resource: ctx
-            .map(|c| c.path.clone())
-            .unwrap_or_default()
-            .chars()
-            .filter(|c| !c.is_control())
-            .collect(),
+        resource: kura_proto::xml::xml_text(&ctx.map(|c| c.path.clone()).unwrap_or_default()),
         request_id: request_id.into(),
         host_id: request_id.into(),
     };
