@@ -355,3 +355,15 @@ def test_s3_listings_of_unsafe_keys_stay_xml(server, s3b):
             raw = requests.get(client.generate_presigned_url(op, Params=params)).content
             root = ET.fromstring(raw)
             assert root.find("{*}EncodingType").text == "url", raw
+
+
+def test_an_early_answer_closes_the_connection(server, bucket_v1):
+    """A refusal given before the body was read must not leave that body to be read as the
+    next request on the connection (botocore sends Expect: 100-continue and then no body)."""
+    bucket_v1.put_object("taken", b"x")
+    r = raw_request(server, "PUT", bucket_v1.bucket_name, "taken",
+                    headers={"x-oss-forbid-overwrite": "true"}, data=b"new body")
+    assert r.status_code == 409
+    assert r.headers.get("Connection", "").lower() == "close"
+    ok = raw_request(server, "PUT", bucket_v1.bucket_name, "fresh", data=b"y")
+    assert ok.status_code == 200 and ok.headers.get("Connection", "").lower() != "close"

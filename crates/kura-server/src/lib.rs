@@ -79,7 +79,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> std::result::R
         .to_string();
     let ctx = request::parse(&parts, state.domain.as_deref());
     let dialect = ctx.as_ref().map_or(Dialect::Oss, op::dialect);
-    let body = request::HyperBody(body);
+    let (body, body_read) = request::HyperBody::new(body);
     let mut resp = match ctx {
         Ok(mut ctx) => match pipeline(&state, &mut ctx, dialect, body, &host).await {
             Ok(r) => r,
@@ -98,6 +98,12 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> std::result::R
     };
     let s3 = dialect == Dialect::S3;
     let h = resp.headers_mut();
+    // An answer given before the body was read (a refusal, or a client that sent
+    // `Expect: 100-continue` and was never told to go on) ends the connection: the unread
+    // body must not be taken for the next request.
+    if !body_read.load(std::sync::atomic::Ordering::Relaxed) {
+        h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         if s3 {
             h.insert("x-amz-request-id", v.clone());

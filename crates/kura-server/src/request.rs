@@ -7,6 +7,9 @@ use hyper::body::Incoming;
 use kura_core::{BodySource, Code, Error, Result};
 use kura_proto::encode;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use crate::auth::Payload;
 
 /// Largest XML request body (a 10,000-part Complete is about 1 MB).
@@ -170,17 +173,38 @@ pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 
 /// A hyper body as the core's body source. Trailers are skipped. A body that stalls for
 /// [`BODY_IDLE_TIMEOUT`] ends with RequestTimeout.
-pub struct HyperBody(pub Incoming);
+pub struct HyperBody {
+    inner: Incoming,
+    /// Set once the body has been read to its end.
+    finished: Arc<AtomicBool>,
+}
+
+impl HyperBody {
+    /// The body, and a flag that says later whether it was read to the end.
+    pub fn new(inner: Incoming) -> (Self, Arc<AtomicBool>) {
+        let finished = Arc::new(AtomicBool::new(hyper::body::Body::is_end_stream(&inner)));
+        (
+            HyperBody {
+                inner,
+                finished: finished.clone(),
+            },
+            finished,
+        )
+    }
+}
 
 impl BodySource for HyperBody {
     async fn next_chunk(&mut self) -> Option<Result<Bytes>> {
         loop {
-            let frame = match tokio::time::timeout(BODY_IDLE_TIMEOUT, self.0.frame()).await {
+            let frame = match tokio::time::timeout(BODY_IDLE_TIMEOUT, self.inner.frame()).await {
                 Ok(f) => f,
                 Err(_) => return Some(Err(Error::new(Code::RequestTimeout))),
             };
             match frame {
-                None => return None,
+                None => {
+                    self.finished.store(true, Ordering::Relaxed);
+                    return None;
+                }
                 Some(Err(e)) => {
                     return Some(Err(Error::msg(
                         Code::IncompleteBody,
