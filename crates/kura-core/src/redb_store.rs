@@ -60,9 +60,18 @@ const COMPLETED: TableDefinition<&str, &[u8]> = TableDefinition::new("completed"
 const DELETIONS: TableDefinition<&str, u64> = TableDefinition::new("deletions");
 /// (due time, blob id) -> (): the same queue in due order, so the sweeper reads only what is due.
 const DELETIONS_BY_DUE: TableDefinition<(u64, &str), ()> = TableDefinition::new("deletions_by_due");
-/// (completed time, upload id) -> (): Complete answers in age order, so expiring them reads
-/// only the expired ones.
-const COMPLETED_BY_TIME: TableDefinition<(u64, &str), ()> = TableDefinition::new("completed_by_time");
+
+/// When an upload was initiated, from its id (48 bits of milliseconds lead it; see
+/// `Kura::new_upload_id`). Upload ids sort by initiation time, so the Complete answers table,
+/// keyed by upload id, is already in initiation order: expiry scans from the oldest and stops
+/// at the first answer initiated after the cut-off (an answer is never completed before its
+/// upload began), with no second index to write on every Complete.
+fn initiated_ms(upload_id: &str) -> Option<u64> {
+    upload_id
+        .get(..16)
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .map(|stamp| stamp >> 16)
+}
 
 /// The deletion queue, both orders, inside one write transaction.
 struct DeletionQueue<'t> {
@@ -154,7 +163,6 @@ impl RedbStore {
             txn.open_table(COMPLETED).map_err(db_err)?;
             txn.open_table(DELETIONS).map_err(db_err)?;
             txn.open_table(DELETIONS_BY_DUE).map_err(db_err)?;
-            txn.open_table(COMPLETED_BY_TIME).map_err(db_err)?;
             txn.open_table(BLOB_INDEX).map_err(db_err)?;
             let mut info = txn.open_table(STORE_INFO).map_err(db_err)?;
             if info.get("blob_index").map_err(db_err)?.is_none() {
@@ -176,17 +184,11 @@ impl RedbStore {
                 info.insert("blob_index", 1).map_err(db_err)?;
             }
             if info.get("ordered_queues").map_err(db_err)?.is_none() {
-                // A store from before the ordered indexes: build them once.
+                // A store from before the due-ordered deletion queue: build it once.
                 let mut by_due = txn.open_table(DELETIONS_BY_DUE).map_err(db_err)?;
                 for item in txn.open_table(DELETIONS).map_err(db_err)?.iter().map_err(db_err)? {
                     let (k, v) = item.map_err(db_err)?;
                     by_due.insert((v.value(), k.value()), ()).map_err(db_err)?;
-                }
-                let mut by_time = txn.open_table(COMPLETED_BY_TIME).map_err(db_err)?;
-                for item in txn.open_table(COMPLETED).map_err(db_err)?.iter().map_err(db_err)? {
-                    let (k, v) = item.map_err(db_err)?;
-                    let c: CompletedUpload = dec(v.value())?;
-                    by_time.insert((c.completed_ms, k.value()), ()).map_err(db_err)?;
                 }
                 info.insert("ordered_queues", 1).map_err(db_err)?;
             }
@@ -602,8 +604,6 @@ impl MetaStore for RedbStore {
             };
             let mut completed = txn.open_table(COMPLETED).map_err(db_err)?;
             completed.insert(upload_id, enc(&outcome)?.as_slice()).map_err(db_err)?;
-            let mut by_time = txn.open_table(COMPLETED_BY_TIME).map_err(db_err)?;
-            by_time.insert((outcome.completed_ms, upload_id), ()).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)?;
         Ok(outcome)
@@ -673,17 +673,22 @@ impl MetaStore for RedbStore {
         let txn = self.db.begin_write().map_err(db_err)?;
         let n;
         {
-            let mut by_time = txn.open_table(COMPLETED_BY_TIME).map_err(db_err)?;
             let mut completed = txn.open_table(COMPLETED).map_err(db_err)?;
-            let expired: Vec<(u64, String)> = by_time
-                .range((0, "")..(before_ms, ""))
-                .map_err(db_err)?
-                .map(|item| item.map(|(k, _)| (k.value().0, k.value().1.to_string())))
-                .collect::<std::result::Result<_, _>>()
-                .map_err(db_err)?;
+            let mut expired = Vec::new();
+            for item in completed.iter().map_err(db_err)? {
+                let (k, v) = item.map_err(db_err)?;
+                if initiated_ms(k.value()).is_some_and(|t| t >= before_ms) {
+                    break;
+                }
+                let keep = serde_json::from_slice::<CompletedUpload>(v.value())
+                    .map(|c| c.completed_ms >= before_ms)
+                    .unwrap_or(false);
+                if !keep {
+                    expired.push(k.value().to_string());
+                }
+            }
             n = expired.len();
-            for (t, id) in &expired {
-                by_time.remove((*t, id.as_str())).map_err(db_err)?;
+            for id in &expired {
                 completed.remove(id.as_str()).map_err(db_err)?;
             }
         }
@@ -758,5 +763,41 @@ mod tests {
             vec![ids[1].clone(), ids[3].clone()],
             "a forgotten blob leaves the index"
         );
+    }
+
+    #[test]
+    fn complete_answers_expire_in_initiation_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join("meta.redb")).unwrap();
+        // Upload ids lead with 48 bits of initiation milliseconds (then a 16-bit sequence).
+        let id = |initiated_ms: u64| format!("{:016X}{:016X}", initiated_ms << 16, 7u64);
+        let answer = |completed_ms: u64| CompletedUpload {
+            bucket: "b".into(),
+            key: "k".into(),
+            request_fingerprint: String::new(),
+            etag: "E".into(),
+            crc64: 0,
+            size: 0,
+            completed_ms,
+        };
+        // (initiated, completed): old and done long ago; old but completed recently; new.
+        let rows = [(100, 150), (120, 900), (800, 850)];
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(COMPLETED).unwrap();
+            for (initiated, completed) in rows {
+                t.insert(id(initiated).as_str(), enc(&answer(completed)).unwrap().as_slice())
+                    .unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        assert_eq!(store.expire_completed(500).unwrap(), 1);
+        assert!(store.get_completed(&id(100)).unwrap().is_none());
+        assert!(
+            store.get_completed(&id(120)).unwrap().is_some(),
+            "completed after the cut-off"
+        );
+        assert!(store.get_completed(&id(800)).unwrap().is_some());
+        assert_eq!(store.expire_completed(1000).unwrap(), 2);
     }
 }

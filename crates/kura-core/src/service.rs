@@ -149,6 +149,8 @@ pub struct Kura {
     blobs: Arc<BlobStore>,
     cfg: Config,
     last_upload_stamp: AtomicU64,
+    /// The data volume's free bytes and when they were read (ms).
+    free_space: std::sync::Mutex<Option<(u64, u64)>>,
 }
 
 /// Validates a bucket name: 3..63 of `[a-z0-9-]`, starting and ending with a letter or digit.
@@ -278,13 +280,27 @@ fn storage_error(e: std::io::Error) -> Error {
 }
 
 impl Kura {
-    /// Refuses a write of `incoming` bytes that would leave less than the reserve free.
+    /// Refuses a write of `incoming` bytes that would leave less than the reserve free. The
+    /// free space is read at most every 50 ms (a statvfs on the blocking pool); what other
+    /// writes add within that window is far below any sensible reserve.
     async fn space_for(&self, incoming: u64) -> Result<()> {
-        let blobs = self.blobs.clone();
-        let free = tokio::task::spawn_blocking(move || blobs.free_bytes())
-            .await
-            .map_err(Error::internal)?
-            .map_err(Error::internal)?;
+        let now_ms = now_millis();
+        let free = match *self.free_space.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((at, free)) if now_ms.saturating_sub(at) < 50 => Some(free),
+            _ => None,
+        };
+        let free = match free {
+            Some(f) => f,
+            None => {
+                let blobs = self.blobs.clone();
+                let f = tokio::task::spawn_blocking(move || blobs.free_bytes())
+                    .await
+                    .map_err(Error::internal)?
+                    .map_err(Error::internal)?;
+                *self.free_space.lock().unwrap_or_else(|p| p.into_inner()) = Some((now_ms, f));
+                f
+            }
+        };
         if free < self.cfg.min_free_bytes.saturating_add(incoming) {
             tracing::warn!(
                 free,
@@ -307,6 +323,7 @@ impl Kura {
             blobs: Arc::new(blobs),
             cfg,
             last_upload_stamp: AtomicU64::new(0),
+            free_space: std::sync::Mutex::new(None),
         }))
     }
 
