@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod authz;
 pub mod common;
+pub mod exec;
 pub mod op;
 pub mod oss;
 pub mod request;

@@ -4,7 +4,7 @@
 use base64::Engine;
 use kura_core::model::{Acl, BucketRecord, ObjectAcl, ObjectHeaders, ObjectRecord, PartSelection};
 use kura_core::service::CompleteOptions;
-use kura_core::service::{check_bucket_name, check_key, check_part_number, MAX_LIST};
+use kura_core::service::{check_bucket_name, check_key, check_part_number};
 use kura_core::{BodyChecks, Code, Error, Result, WriteCondition, WriteOptions};
 use kura_proto::encode::{decode_path, encode_component};
 use kura_proto::etag;
@@ -339,33 +339,12 @@ fn object_entry(key: &str, rec: &ObjectRecord, url: bool, with_owner: bool) -> O
 }
 
 async fn list_objects(st: &State, ctx: &Ctx, bucket: &str) -> Result<Resp> {
-    let url = url_encoding(ctx);
-    let prefix = ctx.query("prefix").unwrap_or("");
-    let delimiter = ctx.query("delimiter").unwrap_or("");
-    let max = parse_max(ctx, "max-keys", 100)?;
-    let v2 = ctx.query("list-type") == Some("2");
-    let (marker, token) = if v2 {
-        let token = ctx.query("continuation-token");
-        let after = match token {
-            Some(t) => hex::decode(t)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    Error::invalid_argument("The continuation token is not valid.", "continuation-token", t)
-                })?,
-            None => ctx.query("start-after").unwrap_or("").to_string(),
-        };
-        (after, token)
-    } else {
-        (ctx.query("marker").unwrap_or("").to_string(), None)
-    };
-    let listing = st.kura.list_objects(bucket, prefix, delimiter, &marker, max).await?;
-    let url = url || {
-        let names = listing.objects.iter().map(|(k, _)| k.as_str());
-        let prefixes = listing.common_prefixes.iter().map(String::as_str);
-        url_encoding_for(ctx, names.chain(prefixes).chain([prefix, delimiter, marker.as_str()]))
-    };
-    let with_owner = !v2 || is_true(ctx.query("fetch-owner"));
+    let page = crate::exec::list_objects(st, ctx, bucket, 100).await?;
+    let url = url_encoding(ctx) || page.needs_encoding;
+    let (prefix, delimiter, max, v2) = (page.prefix.as_str(), page.delimiter.as_str(), page.max, page.v2);
+    let (marker, listing) = (page.after.clone(), &page.listing);
+    let token = page.token.as_deref().filter(|t| !t.is_empty());
+    let with_owner = !v2 || page.fetch_owner;
     let contents: Vec<ObjectEntry> = listing
         .objects
         .iter()
@@ -621,32 +600,13 @@ fn complete_selection(ctx: &Ctx, raw: &[u8], complete_all: bool) -> Result<PartS
         return Ok(PartSelection::All);
     }
     check_xml_md5(ctx, raw)?;
-    let req: CompleteMultipartUpload =
-        from_request_xml(raw, "CompleteMultipartUpload").map_err(|_| Error::new(Code::MalformedXML))?;
-    if req.parts.len() > 10_000 {
-        return Err(Error::msg(Code::MalformedXML, "A Complete lists at most 10000 parts."));
-    }
-    let mut parts = Vec::with_capacity(req.parts.len());
-    for p in &req.parts {
-        if p.part_number.trim().parse::<i64>().is_err() {
-            return Err(Error::msg(Code::MalformedXML, "PartNumber must be an integer."));
-        }
-        let number = check_part_number(p.part_number.trim()).map_err(|_| {
-            Error::msg(
-                Code::InvalidPartOrder,
-                format!("Part number {} is not between 1 and 10000.", p.part_number.trim()),
-            )
-        })?;
-        parts.push((number, etag::normalize(&p.etag)));
-    }
-    Ok(PartSelection::Listed(parts))
+    crate::exec::complete_parts(raw)
 }
 
 async fn list_parts(st: &State, ctx: &Ctx, bucket: &str, key: &str, upload_id: &str) -> Result<Resp> {
     let url = url_encoding_for(ctx, std::iter::once(key));
-    let max = parse_max(ctx, "max-parts", MAX_LIST)?;
-    let marker = part_number_marker(ctx)?;
-    let l = st.kura.list_parts(bucket, key, upload_id, marker, max).await?;
+    let page = crate::exec::list_parts(st, ctx, bucket, key, upload_id).await?;
+    let (marker, max, l) = (page.marker, page.max, page.listing);
     Ok(render::xml(&ListPartsResult {
         encoding_type: url.then(|| "url".into()),
         bucket: bucket.into(),
@@ -672,22 +632,11 @@ async fn list_parts(st: &State, ctx: &Ctx, bucket: &str, key: &str, upload_id: &
 }
 
 async fn list_uploads(st: &State, ctx: &Ctx, bucket: &str) -> Result<Resp> {
-    let url = url_encoding(ctx);
-    let prefix = ctx.query("prefix").unwrap_or("");
-    let delimiter = ctx.query("delimiter").unwrap_or("");
-    let key_marker = ctx.query("key-marker").unwrap_or("");
-    let upload_id_marker = ctx.query("upload-id-marker").unwrap_or("");
-    let max = parse_max(ctx, "max-uploads", MAX_LIST)?;
-    let l = st
-        .kura
-        .list_uploads(bucket, prefix, delimiter, key_marker, upload_id_marker, max)
-        .await?;
-    let url = url || {
-        let names = l.uploads.iter().map(|u| u.key.as_str());
-        let prefixes = l.common_prefixes.iter().map(String::as_str);
-        let markers = [prefix, delimiter, key_marker, l.next_key_marker.as_str()];
-        url_encoding_for(ctx, names.chain(prefixes).chain(markers))
-    };
+    let page = crate::exec::list_uploads(st, ctx, bucket).await?;
+    let url = url_encoding(ctx) || page.needs_encoding;
+    let (prefix, delimiter) = (page.prefix.as_str(), page.delimiter.as_str());
+    let (key_marker, upload_id_marker, max) = (page.key_marker.as_str(), page.upload_id_marker.as_str(), page.max);
+    let l = &page.listing;
     Ok(render::xml(&ListMultipartUploadsResult {
         encoding_type: url.then(|| "url".into()),
         bucket: bucket.into(),

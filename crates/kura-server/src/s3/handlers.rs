@@ -1,20 +1,20 @@
 //! The S3 operations: routing, headers to typed core calls, and S3's responses.
 
-use kura_core::model::{Acl, BucketRecord, ObjectAcl, ObjectHeaders, ObjectRecord, PartSelection};
+use kura_core::model::{Acl, BucketRecord, ObjectAcl, ObjectHeaders, ObjectRecord};
 use kura_core::service::{check_key, check_part_number, check_s3_bucket_name, CompleteOptions, MAX_LIST};
 use kura_core::{BodyChecks, BodySource, Code, DeleteCondition, Error, Result, WriteCondition, WriteOptions};
 use kura_proto::checksum::{self, Algorithm};
 use kura_proto::encode::{decode_path, encode_component};
 use kura_proto::s3xml::{self as x, NS};
 use kura_proto::timefmt::{http_date, iso8601};
-use kura_proto::xml::{from_request_xml, xml_safe_opt, CompleteMultipartUpload, CreateBucketConfiguration, Delete};
+use kura_proto::xml::{from_request_xml, xml_safe_opt, CreateBucketConfiguration, Delete};
 
 use crate::auth::chunked::AwsChunked;
 use crate::auth::{Authenticated, Payload, Principal};
 use crate::authz::readable_object;
 use crate::common::{
     check_conditions, check_xml_md5, content_md5, copy_source_range, declared_len, expects_continue, is_true,
-    parse_max, parse_range, part_number_marker, stored_headers, xml_unsafe,
+    parse_max, parse_range, stored_headers, xml_unsafe,
 };
 use crate::op::Operation;
 use crate::request::{read_xml_body, Ctx, HyperBody};
@@ -464,38 +464,15 @@ fn entry(key: &str, rec: &ObjectRecord, url: bool, with_owner: bool) -> x::Objec
 }
 
 async fn list_objects(st: &State, ctx: &Ctx, b: &BucketRecord) -> Result<Resp> {
+    let page = crate::exec::list_objects(st, ctx, &b.name, MAX_LIST).await?;
     let url = url_enc(ctx);
-    let prefix = ctx.query("prefix").unwrap_or("");
-    let delimiter = ctx.query("delimiter").unwrap_or("");
-    let max = parse_max(ctx, "max-keys", MAX_LIST)?;
-    let v2 = ctx.query("list-type") == Some("2");
-    // An empty continuation token is no position, but it is echoed as sent.
-    let token_raw = ctx.query_raw("continuation-token");
-    let token = ctx.query("continuation-token");
-    let after = match (v2, token) {
-        (true, Some(t)) => hex::decode(t)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| {
-                Error::invalid_argument("The continuation token provided is incorrect", "continuation-token", t)
-            })?,
-        (true, None) => ctx.query("start-after").unwrap_or("").to_string(),
-        (false, _) => ctx.query("marker").unwrap_or("").to_string(),
-    };
-    let l = st.kura.list_objects(&b.name, prefix, delimiter, &after, max).await?;
     // Names that cannot travel in XML force URL-encoding of everything (said in EncodingType);
     // asked for, it follows S3's rules (prefix only in V2, never the delimiter).
-    let forced = !url && {
-        let names = l.objects.iter().map(|(k, _)| k.as_str());
-        let prefixes = l.common_prefixes.iter().map(String::as_str);
-        let start_after = ctx.query("start-after").unwrap_or("");
-        let mut all = names
-            .chain(prefixes)
-            .chain([prefix, delimiter, after.as_str(), start_after]);
-        all.any(xml_unsafe)
-    };
+    let forced = !url && page.needs_encoding;
     let url = url || forced;
-    let with_owner = !v2 || is_true(ctx.query("fetch-owner"));
+    let (prefix, delimiter, max, v2) = (page.prefix.as_str(), page.delimiter.as_str(), page.max, page.v2);
+    let (after, l) = (page.after.as_str(), &page.listing);
+    let with_owner = !v2 || page.fetch_owner;
     let contents: Vec<x::ObjectEntry> = l.objects.iter().map(|(k, r)| entry(k, r, url, with_owner)).collect();
     let common_prefixes: Vec<x::CommonPrefix> = l
         .common_prefixes
@@ -511,20 +488,20 @@ async fn list_objects(st: &State, ctx: &Ctx, b: &BucketRecord) -> Result<Resp> {
             name: b.name.clone(),
             // S3 URL-encodes the prefix of a V2 listing only; the delimiter never.
             prefix: enc(prefix, url && (v2 || forced)),
-            marker: (!v2).then(|| enc(&after, url)),
+            marker: (!v2).then(|| enc(after, url)),
             next_marker: if v2 || delimiter.is_empty() {
                 None
             } else {
                 next.as_deref().map(|m| enc(m, url))
             },
-            continuation_token: if v2 { token_raw.map(str::to_string) } else { None },
+            continuation_token: if v2 { page.token.clone() } else { None },
             next_continuation_token: if v2 {
                 next.as_deref().map(|m| hex::encode(m.as_bytes()))
             } else {
                 None
             },
             start_after: if v2 {
-                ctx.query("start-after").map(|s| enc(s, url))
+                page.start_after.as_deref().map(|s| enc(s, url))
             } else {
                 None
             },
@@ -985,25 +962,7 @@ async fn complete(
     host: &str,
 ) -> Result<Resp> {
     let raw = read_xml_body(&mut body, ctx).await?;
-    let parsed = (|| {
-        let req: CompleteMultipartUpload =
-            from_request_xml(&raw, "CompleteMultipartUpload").map_err(|_| Error::new(Code::MalformedXML))?;
-        if req.parts.is_empty() || req.parts.len() > 10_000 {
-            return Err(Error::msg(
-                Code::MalformedXML,
-                "The XML you provided was not well-formed or did not validate against our published schema.",
-            ));
-        }
-        let mut parts = Vec::with_capacity(req.parts.len());
-        for p in &req.parts {
-            if p.part_number.trim().parse::<i64>().is_err() {
-                return Err(Error::new(Code::MalformedXML));
-            }
-            let n = check_part_number(p.part_number.trim()).map_err(|_| Error::new(Code::InvalidPartOrder))?;
-            parts.push((n, kura_proto::etag::normalize(&p.etag)));
-        }
-        Ok(PartSelection::Listed(parts))
-    })();
+    let parsed = crate::exec::complete_parts(&raw);
     let selection = match parsed {
         Ok(s) => s,
         Err(e) => {
@@ -1074,9 +1033,8 @@ async fn complete(
 }
 
 async fn list_parts(st: &State, ctx: &Ctx, bucket: &str, key: &str, upload_id: &str) -> Result<Resp> {
-    let max = parse_max(ctx, "max-parts", MAX_LIST)?;
-    let marker = part_number_marker(ctx)?;
-    let l = st.kura.list_parts(bucket, key, upload_id, marker, max).await?;
+    let page = crate::exec::list_parts(st, ctx, bucket, key, upload_id).await?;
+    let (marker, max, l) = (page.marker, page.max, page.listing);
     let algorithm = l.upload.checksum.map(|(a, _)| a);
     Ok(xml(
         "ListPartsResult",
@@ -1117,22 +1075,11 @@ async fn list_parts(st: &State, ctx: &Ctx, bucket: &str, key: &str, upload_id: &
 }
 
 async fn list_uploads(st: &State, ctx: &Ctx, bucket: &str) -> Result<Resp> {
-    let url = url_enc(ctx);
-    let prefix = ctx.query("prefix").unwrap_or("");
-    let delimiter = ctx.query("delimiter").unwrap_or("");
-    let key_marker = ctx.query("key-marker").unwrap_or("");
-    let upload_id_marker = ctx.query("upload-id-marker").unwrap_or("");
-    let max = parse_max(ctx, "max-uploads", MAX_LIST)?;
-    let l = st
-        .kura
-        .list_uploads(bucket, prefix, delimiter, key_marker, upload_id_marker, max)
-        .await?;
-    let url = url || {
-        let names = l.uploads.iter().map(|u| u.key.as_str());
-        let prefixes = l.common_prefixes.iter().map(String::as_str);
-        let mut all = names.chain(prefixes).chain([prefix, delimiter, key_marker]);
-        all.any(xml_unsafe)
-    };
+    let page = crate::exec::list_uploads(st, ctx, bucket).await?;
+    let url = url_enc(ctx) || page.needs_encoding;
+    let (prefix, delimiter) = (page.prefix.as_str(), page.delimiter.as_str());
+    let (key_marker, upload_id_marker, max) = (page.key_marker.as_str(), page.upload_id_marker.as_str(), page.max);
+    let l = &page.listing;
     Ok(xml(
         "ListMultipartUploadsResult",
         &x::ListMultipartUploadsResult {
