@@ -88,7 +88,7 @@ pub async fn readable_object(
 }
 
 /// Whether `principal` may read this object (GetObject, HeadObject, GetObjectMeta).
-pub fn object_readable(principal: &Principal, bucket: &BucketRecord, rec: &ObjectRecord) -> Result<()> {
+fn object_readable(principal: &Principal, bucket: &BucketRecord, rec: &ObjectRecord) -> Result<()> {
     match principal {
         Principal::Anonymous if rec.acl.effective(bucket.acl) == Acl::Private => Err(deny()),
         _ => Ok(()),

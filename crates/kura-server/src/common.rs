@@ -21,7 +21,8 @@ pub fn url_encoding(ctx: &Ctx) -> bool {
 /// keys may hold them. A response that must carry such a key is URL-encoded and says so with
 /// `<EncodingType>url</EncodingType>`, which the SDKs honour, instead of being unparseable.
 pub fn xml_unsafe(s: &str) -> bool {
-    !kura_proto::xml::xml_safe(s) || s.contains('\n') || s.contains('\r') || s.contains('\t')
+    s.chars()
+        .any(|c| (c as u32) < 0x20 || matches!(c, '\u{7f}' | '\u{fffe}' | '\u{ffff}'))
 }
 
 pub fn url_encoding_for<'a>(ctx: &Ctx, mut names: impl Iterator<Item = &'a str>) -> bool {
