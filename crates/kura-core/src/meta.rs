@@ -4,6 +4,7 @@
 //! every backend.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::error::{Code, Error, Result};
 use crate::model::*;
@@ -131,7 +132,10 @@ pub fn check_expected_checksum(
     }
 }
 
-pub trait MetaStore: Send + Sync + 'static {
+/// The operations of a metadata store that runs them as blocking calls (redb: each is one
+/// transaction that fsyncs at commit). [`Blocking`] runs them on tokio's blocking pool and so
+/// makes any such store a [`MetaStore`].
+pub trait BlockingMetaStore: Send + Sync + 'static {
     /// Creates the bucket; if it exists, updates its ACL when `acl_given`. Returns true if created.
     fn create_bucket(&self, rec: &BucketRecord, acl_given: bool, max_buckets: usize) -> Result<bool>;
     fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>>;
@@ -196,6 +200,243 @@ pub trait MetaStore: Send + Sync + 'static {
     fn unknown_blobs(&self, ids: &[String]) -> Result<Vec<String>>;
     /// Forgets completed-upload answers older than `before_ms`.
     fn expire_completed(&self, before_ms: u64) -> Result<usize>;
+}
+
+/// The metadata store, as the service calls it. Each method is one transaction of the
+/// backend's own (a redb write transaction, a PostgreSQL transaction with row locks), so the
+/// rules that must hold under concurrency are settled by the store, not by the caller.
+#[async_trait::async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    /// Creates the bucket; if it exists, updates its ACL when `acl_given`. Returns true if created.
+    async fn create_bucket(&self, rec: &BucketRecord, acl_given: bool, max_buckets: usize) -> Result<bool>;
+    async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>>;
+    async fn list_buckets(&self) -> Result<Vec<BucketRecord>>;
+    async fn set_bucket_acl(&self, name: &str, acl: Acl) -> Result<()>;
+    /// NoSuchBucket, or BucketNotEmpty while any object or unfinished upload remains.
+    async fn delete_bucket(&self, name: &str) -> Result<()>;
+    /// Writes the object; the blobs of any object it replaces are queued for deletion.
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: &ObjectRecord,
+        condition: &WriteCondition,
+        delete_due_ms: u64,
+    ) -> Result<()>;
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>>;
+    /// Removes the object if present (no error if absent, unless `condition` asks for it;
+    /// NoSuchBucket if the bucket is gone).
+    async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        condition: &DeleteCondition,
+        delete_due_ms: u64,
+    ) -> Result<()>;
+    async fn set_object_acl(&self, bucket: &str, key: &str, acl: ObjectAcl) -> Result<()>;
+    /// Objects whose key starts with `prefix`, from `start` on, in key order.
+    async fn scan_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start: &ScanStart,
+        limit: usize,
+    ) -> Result<Vec<(String, ObjectRecord)>>;
+    async fn create_upload(&self, bucket: &str, rec: &UploadRecord) -> Result<()>;
+    async fn get_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Option<UploadRecord>>;
+    /// The stored answer of a completed upload, while it is kept.
+    async fn get_completed(&self, upload_id: &str) -> Result<Option<CompletedUpload>>;
+    /// Records a part, replacing (and queueing the blob of) an earlier one with the same
+    /// number. NoSuchUpload if the upload is gone: the caller then deletes its blob.
+    async fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        rec: &PartRecord,
+        delete_due_ms: u64,
+    ) -> Result<()>;
+    async fn scan_parts(&self, upload_id: &str, after: u32, limit: usize) -> Result<Vec<(u32, PartRecord)>>;
+    /// Uploads with key starting with `prefix` and (key, upload id) after `after`.
+    async fn scan_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: (&str, &str),
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>>;
+    /// Validates and completes in one transaction; a retry with the same selection after
+    /// success returns the stored answer.
+    async fn complete_upload(&self, req: &CompleteRequest) -> Result<CompletedUpload>;
+    /// Drops the upload and queues its parts' blobs.
+    async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str, delete_due_ms: u64) -> Result<()>;
+    /// Blobs whose deletion is due.
+    async fn due_deletions(&self, now_ms: u64, limit: usize) -> Result<Vec<String>>;
+    async fn forget_deletions(&self, blobs: &[String]) -> Result<()>;
+    /// Of `ids`, those the metadata does not know: no object or part refers to them and no
+    /// deletion is queued for them. (Every blob is recorded in an index in the transaction that
+    /// first refers to it, and forgotten when the sweeper deletes it.)
+    async fn unknown_blobs(&self, ids: &[String]) -> Result<Vec<String>>;
+    /// Forgets completed-upload answers older than `before_ms`.
+    async fn expire_completed(&self, before_ms: u64) -> Result<usize>;
+
+    /// Takes or renews the lease of the background work (sweepers) for `holder` for
+    /// `ttl_ms`; true while `holder` holds it. A single-process store always leads.
+    async fn lead(&self, _holder: &str, _ttl_ms: u64) -> Result<bool> {
+        Ok(true)
+    }
+    /// Publishes the blobs `gateway` is reading (replacing what it published before), valid
+    /// for `ttl_ms`; [`MetaStore::due_deletions`] skips blobs leased by any live gateway. A
+    /// single-process store needs none: its sweeper sees the readers' leases in memory.
+    async fn publish_leases(&self, _gateway: &str, _blobs: &[String], _ttl_ms: u64) -> Result<()> {
+        Ok(())
+    }
+    /// Whether other processes share this store (and the data directory): the orphan sweep
+    /// then cannot see their writes in flight and leaves young files alone.
+    fn shared(&self) -> bool {
+        false
+    }
+}
+
+/// A [`BlockingMetaStore`] run on tokio's blocking pool: each call moves owned copies of its
+/// arguments to a blocking thread, so a commit's fsync never stalls an async worker.
+pub struct Blocking<S>(pub Arc<S>);
+
+impl<S: BlockingMetaStore> Blocking<S> {
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce(&S) -> Result<T> + Send + 'static) -> Result<T> {
+        let store = self.0.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(Error::internal)?
+    }
+}
+
+fn owned(s: &str) -> String {
+    s.to_string()
+}
+
+#[async_trait::async_trait]
+impl<S: BlockingMetaStore> MetaStore for Blocking<S> {
+    async fn create_bucket(&self, rec: &BucketRecord, acl_given: bool, max_buckets: usize) -> Result<bool> {
+        let rec = rec.clone();
+        self.run(move |s| s.create_bucket(&rec, acl_given, max_buckets)).await
+    }
+    async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>> {
+        let name = owned(name);
+        self.run(move |s| s.get_bucket(&name)).await
+    }
+    async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
+        self.run(|s| s.list_buckets()).await
+    }
+    async fn set_bucket_acl(&self, name: &str, acl: Acl) -> Result<()> {
+        let name = owned(name);
+        self.run(move |s| s.set_bucket_acl(&name, acl)).await
+    }
+    async fn delete_bucket(&self, name: &str) -> Result<()> {
+        let name = owned(name);
+        self.run(move |s| s.delete_bucket(&name)).await
+    }
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: &ObjectRecord,
+        condition: &WriteCondition,
+        delete_due_ms: u64,
+    ) -> Result<()> {
+        let (b, k, r, c) = (owned(bucket), owned(key), rec.clone(), condition.clone());
+        self.run(move |s| s.put_object(&b, &k, &r, &c, delete_due_ms)).await
+    }
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
+        let (b, k) = (owned(bucket), owned(key));
+        self.run(move |s| s.get_object(&b, &k)).await
+    }
+    async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        condition: &DeleteCondition,
+        delete_due_ms: u64,
+    ) -> Result<()> {
+        let (b, k, c) = (owned(bucket), owned(key), condition.clone());
+        self.run(move |s| s.delete_object(&b, &k, &c, delete_due_ms)).await
+    }
+    async fn set_object_acl(&self, bucket: &str, key: &str, acl: ObjectAcl) -> Result<()> {
+        let (b, k) = (owned(bucket), owned(key));
+        self.run(move |s| s.set_object_acl(&b, &k, acl)).await
+    }
+    async fn scan_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start: &ScanStart,
+        limit: usize,
+    ) -> Result<Vec<(String, ObjectRecord)>> {
+        let (b, p, st) = (owned(bucket), owned(prefix), start.clone());
+        self.run(move |s| s.scan_objects(&b, &p, &st, limit)).await
+    }
+    async fn create_upload(&self, bucket: &str, rec: &UploadRecord) -> Result<()> {
+        let (b, r) = (owned(bucket), rec.clone());
+        self.run(move |s| s.create_upload(&b, &r)).await
+    }
+    async fn get_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Option<UploadRecord>> {
+        let (b, k, u) = (owned(bucket), owned(key), owned(upload_id));
+        self.run(move |s| s.get_upload(&b, &k, &u)).await
+    }
+    async fn get_completed(&self, upload_id: &str) -> Result<Option<CompletedUpload>> {
+        let u = owned(upload_id);
+        self.run(move |s| s.get_completed(&u)).await
+    }
+    async fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        rec: &PartRecord,
+        delete_due_ms: u64,
+    ) -> Result<()> {
+        let (b, k, u, r) = (owned(bucket), owned(key), owned(upload_id), rec.clone());
+        self.run(move |s| s.put_part(&b, &k, &u, part_number, &r, delete_due_ms))
+            .await
+    }
+    async fn scan_parts(&self, upload_id: &str, after: u32, limit: usize) -> Result<Vec<(u32, PartRecord)>> {
+        let u = owned(upload_id);
+        self.run(move |s| s.scan_parts(&u, after, limit)).await
+    }
+    async fn scan_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: (&str, &str),
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>> {
+        let (b, p, a0, a1) = (owned(bucket), owned(prefix), owned(after.0), owned(after.1));
+        self.run(move |s| s.scan_uploads(&b, &p, (&a0, &a1), limit)).await
+    }
+    async fn complete_upload(&self, req: &CompleteRequest) -> Result<CompletedUpload> {
+        let req = req.clone();
+        self.run(move |s| s.complete_upload(&req)).await
+    }
+    async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str, delete_due_ms: u64) -> Result<()> {
+        let (b, k, u) = (owned(bucket), owned(key), owned(upload_id));
+        self.run(move |s| s.abort_upload(&b, &k, &u, delete_due_ms)).await
+    }
+    async fn due_deletions(&self, now_ms: u64, limit: usize) -> Result<Vec<String>> {
+        self.run(move |s| s.due_deletions(now_ms, limit)).await
+    }
+    async fn forget_deletions(&self, blobs: &[String]) -> Result<()> {
+        let blobs = blobs.to_vec();
+        self.run(move |s| s.forget_deletions(&blobs)).await
+    }
+    async fn unknown_blobs(&self, ids: &[String]) -> Result<Vec<String>> {
+        let ids = ids.to_vec();
+        self.run(move |s| s.unknown_blobs(&ids)).await
+    }
+    async fn expire_completed(&self, before_ms: u64) -> Result<usize> {
+        self.run(move |s| s.expire_completed(before_ms)).await
+    }
 }
 
 /// The Complete checks, in the order oss-api.md §5.4 gives: ascending part numbers, each part

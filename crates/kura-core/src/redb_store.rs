@@ -10,8 +10,8 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::{Code, Error, Result};
 use crate::meta::{
-    check_expected_checksum, choose_parts, object_from_parts, CompleteRequest, DeleteCondition, MetaStore, ScanStart,
-    WriteCondition,
+    check_expected_checksum, choose_parts, object_from_parts, BlockingMetaStore, CompleteRequest, DeleteCondition,
+    ScanStart, WriteCondition,
 };
 use crate::model::*;
 
@@ -198,7 +198,7 @@ impl RedbStore {
     }
 }
 
-impl MetaStore for RedbStore {
+impl BlockingMetaStore for RedbStore {
     fn create_bucket(&self, rec: &BucketRecord, acl_given: bool, max_buckets: usize) -> Result<bool> {
         let txn = self.db.begin_write().map_err(db_err)?;
         let created;

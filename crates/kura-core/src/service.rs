@@ -10,9 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::blob::{BlobInfo, BlobStore};
+use crate::blob::{BlobInfo, BlobStore, InFlight};
 use crate::error::{Code, Error, Result};
-use crate::meta::{CompleteRequest, DeleteCondition, MetaStore, ScanStart, WriteCondition};
+use crate::meta::{Blocking, CompleteRequest, DeleteCondition, MetaStore, ScanStart, WriteCondition};
 use crate::model::*;
 use crate::redb_store::RedbStore;
 use kura_proto::checksum::{self, Algorithm};
@@ -317,9 +317,15 @@ impl Kura {
     pub fn open_local(data_dir: &Path, cfg: Config) -> Result<Arc<Self>> {
         std::fs::create_dir_all(data_dir).map_err(Error::internal)?;
         let meta = RedbStore::open(&data_dir.join("meta.redb"))?;
+        Self::open(Arc::new(Blocking(Arc::new(meta))), data_dir, cfg)
+    }
+
+    /// Opens a Kura over any metadata store, with blob files under `data_dir`.
+    pub fn open(meta: Arc<dyn MetaStore>, data_dir: &Path, cfg: Config) -> Result<Arc<Self>> {
+        std::fs::create_dir_all(data_dir).map_err(Error::internal)?;
         let blobs = BlobStore::open(data_dir).map_err(Error::internal)?;
         Ok(Arc::new(Kura {
-            meta: Arc::new(meta),
+            meta,
             blobs: Arc::new(blobs),
             cfg,
             last_upload_stamp: AtomicU64::new(0),
@@ -331,12 +337,23 @@ impl Kura {
         &self.cfg
     }
 
-    /// Runs a metadata call on the blocking pool (redb commits fsync).
-    async fn meta<T: Send + 'static>(&self, f: impl FnOnce(&dyn MetaStore) -> Result<T> + Send + 'static) -> Result<T> {
-        let meta = self.meta.clone();
-        tokio::task::spawn_blocking(move || f(meta.as_ref()))
-            .await
-            .map_err(Error::internal)?
+    /// Runs a metadata write that commits a new blob in a task of its own, holding the blob's
+    /// in-flight registration until the store has answered: a request dropped mid-commit
+    /// (the client went away) neither abandons the transaction nor hands the blob to the
+    /// orphan sweep before its fate is settled.
+    async fn commit_blob<T, F>(&self, in_flight: InFlight, write: impl FnOnce(Arc<dyn MetaStore>) -> F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
+        let pending = write(self.meta.clone());
+        tokio::spawn(async move {
+            let done = pending.await;
+            drop(in_flight);
+            done
+        })
+        .await
+        .map_err(Error::internal)?
     }
 
     fn delete_due(&self) -> u64 {
@@ -374,29 +391,30 @@ impl Kura {
             storage_class: "Standard".into(),
         };
         let max = self.cfg.max_buckets;
-        self.meta(move |m| m.create_bucket(&rec, acl.is_some(), max)).await?;
+        self.meta.create_bucket(&rec, acl.is_some(), max).await?;
         Ok(())
     }
 
     pub async fn bucket(&self, name: &str) -> Result<BucketRecord> {
         let n = name.to_string();
-        self.meta(move |m| m.get_bucket(&n))
+        self.meta
+            .get_bucket(&n)
             .await?
             .ok_or_else(|| Error::new(Code::NoSuchBucket).with_bucket(name))
     }
 
     pub async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
-        self.meta(|m| m.list_buckets()).await
+        self.meta.list_buckets().await
     }
 
     pub async fn delete_bucket(&self, name: &str) -> Result<()> {
         let n = name.to_string();
-        self.meta(move |m| m.delete_bucket(&n)).await
+        self.meta.delete_bucket(&n).await
     }
 
     pub async fn set_bucket_acl(&self, name: &str, acl: Acl) -> Result<()> {
         let n = name.to_string();
-        self.meta(move |m| m.set_bucket_acl(&n, acl)).await
+        self.meta.set_bucket_acl(&n, acl).await
     }
 
     // ---- objects ----
@@ -515,10 +533,8 @@ impl Kura {
         // while the blocking commit runs, the blob stays in flight until the commit is done.
         let in_flight = info.in_flight.clone();
         let res = self
-            .meta(move |m| {
-                let done = m.put_object(&b, &k, &r, &condition, due);
-                drop(in_flight);
-                done
+            .commit_blob(in_flight, move |m| async move {
+                m.put_object(&b, &k, &r, &condition, due).await
             })
             .await;
         if let Err(e) = res {
@@ -542,7 +558,7 @@ impl Kura {
 
     async fn find_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
         let (b, k) = (bucket.to_string(), key.to_string());
-        self.meta(move |m| m.get_object(&b, &k)).await
+        self.meta.get_object(&b, &k).await
     }
 
     /// The object's record (NoSuchBucket / NoSuchKey).
@@ -568,13 +584,13 @@ impl Kura {
     pub async fn delete_object_if(&self, bucket: &str, key: &str, condition: DeleteCondition) -> Result<()> {
         let (b, k) = (bucket.to_string(), key.to_string());
         let due = self.delete_due();
-        self.meta(move |m| m.delete_object(&b, &k, &condition, due)).await
+        self.meta.delete_object(&b, &k, &condition, due).await
     }
 
     pub async fn set_object_acl(&self, bucket: &str, key: &str, acl: ObjectAcl) -> Result<()> {
         self.bucket(bucket).await?;
         let (b, k) = (bucket.to_string(), key.to_string());
-        self.meta(move |m| m.set_object_acl(&b, &k, acl)).await
+        self.meta.set_object_acl(&b, &k, acl).await
     }
 
     /// Copies an object's bytes into a new object. `replace` carries new headers (REPLACE
@@ -638,7 +654,7 @@ impl Kura {
             // Enough rows for the rest of the page and one more to tell whether it is truncated.
             let want = max - count + 1;
             let (b, p, c) = (bucket.to_string(), prefix.to_string(), cursor.clone());
-            let batch = self.meta(move |m| m.scan_objects(&b, &p, &c, want)).await?;
+            let batch = self.meta.scan_objects(&b, &p, &c, want).await?;
             let exhausted = batch.len() < want;
             for (key, rec) in batch {
                 if count == max {
@@ -692,7 +708,7 @@ impl Kura {
         };
         let id = rec.upload_id.clone();
         let b = bucket.to_string();
-        self.meta(move |m| m.create_upload(&b, &rec)).await?;
+        self.meta.create_upload(&b, &rec).await?;
         Ok(id)
     }
 
@@ -700,7 +716,8 @@ impl Kura {
     pub async fn upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadRecord> {
         self.bucket(bucket).await?;
         let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
-        self.meta(move |m| m.get_upload(&b, &k, &u))
+        self.meta
+            .get_upload(&b, &k, &u)
             .await?
             .ok_or_else(|| Error::new(Code::NoSuchUpload).with_upload(upload_id))
     }
@@ -711,7 +728,7 @@ impl Kura {
         match self.upload(bucket, key, upload_id).await {
             Err(e) if e.code == Code::NoSuchUpload => {
                 let u = upload_id.to_string();
-                match self.meta(move |m| m.get_completed(&u)).await? {
+                match self.meta.get_completed(&u).await? {
                     Some(c) if c.bucket == bucket && c.key == key => Ok(()),
                     _ => Err(e),
                 }
@@ -762,10 +779,8 @@ impl Kura {
         // transaction decides, and a losing part's blob is removed.
         let in_flight = info.in_flight.clone();
         let committed = self
-            .meta(move |m| {
-                let done = m.put_part(&b, &k, &u, part_number, &r, due);
-                drop(in_flight);
-                done
+            .commit_blob(in_flight, move |m| async move {
+                m.put_part(&b, &k, &u, part_number, &r, due).await
             })
             .await;
         if let Err(e) = committed {
@@ -819,14 +834,14 @@ impl Kura {
             now_ms: now_millis(),
             delete_due_ms: self.delete_due(),
         };
-        self.meta(move |m| m.complete_upload(&req)).await
+        self.meta.complete_upload(&req).await
     }
 
     pub async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
         self.bucket(bucket).await?;
         let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
         let due = self.delete_due();
-        self.meta(move |m| m.abort_upload(&b, &k, &u, due)).await
+        self.meta.abort_upload(&b, &k, &u, due).await
     }
 
     pub async fn list_parts(
@@ -842,7 +857,7 @@ impl Kura {
         let mut parts = if max == 0 {
             Vec::new()
         } else {
-            self.meta(move |m| m.scan_parts(&u, marker, max + 1)).await?
+            self.meta.scan_parts(&u, marker, max + 1).await?
         };
         let truncated = parts.len() > max;
         parts.truncate(max);
@@ -890,7 +905,7 @@ impl Kura {
         'scan: loop {
             let want = max - count + 1;
             let (b, p, c) = (bucket.to_string(), prefix.to_string(), cursor.clone());
-            let batch = self.meta(move |m| m.scan_uploads(&b, &p, (&c.0, &c.1), want)).await?;
+            let batch = self.meta.scan_uploads(&b, &p, (&c.0, &c.1), want).await?;
             let exhausted = batch.len() < want;
             for up in batch {
                 if count == max {
@@ -934,7 +949,7 @@ impl Kura {
     /// Deletes blobs whose deletion is due and no reader holds; forgets old Complete answers.
     pub async fn sweep_deletions(&self) -> Result<usize> {
         let now = now_millis();
-        let due = self.meta(move |m| m.due_deletions(now, 10_000)).await?;
+        let due = self.meta.due_deletions(now, 10_000).await?;
         let mut done = Vec::with_capacity(due.len());
         for id in due {
             if self.blobs.is_leased(&id) {
@@ -947,10 +962,10 @@ impl Kura {
         }
         let n = done.len();
         if n > 0 {
-            self.meta(move |m| m.forget_deletions(&done)).await?;
+            self.meta.forget_deletions(&done).await?;
         }
         let before = now.saturating_sub(self.cfg.completed_retention.as_millis() as u64);
-        self.meta(move |m| m.expire_completed(before)).await?;
+        self.meta.expire_completed(before).await?;
         Ok(n)
     }
 
@@ -961,9 +976,11 @@ impl Kura {
     pub async fn sweep_orphans(&self, tmp_grace: Duration) -> Result<usize> {
         let blobs = self.blobs.clone();
         let meta = self.meta.clone();
+        let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             blobs.sweep_orphans(tmp_grace, &|ids| {
-                meta.unknown_blobs(ids)
+                handle
+                    .block_on(meta.unknown_blobs(ids))
                     .map_err(|e| std::io::Error::other(e.to_string()))
             })
         })
