@@ -38,7 +38,23 @@ class Server:
         return out
 
     def tmp_files(self):
-        return os.listdir(os.path.join(self.data_dir, "tmp"))
+        out = []
+        for dirpath, _, files in os.walk(os.path.join(self.data_dir, "tmp")):
+            out.extend(os.path.join(dirpath, f) for f in files)
+        return out
+
+
+def meta_args():
+    """`--meta URL` of a fresh database when the suite runs against PostgreSQL
+    (KURA_TEST_PG_URL, set by scripts/test), else nothing: the embedded store."""
+    base = os.environ.get("KURA_TEST_PG_URL")
+    if not base:
+        return []
+    name = "kt_" + uuid.uuid4().hex[:16]
+    subprocess.run([os.path.join(os.environ["KURA_TEST_PG_BIN"], "createdb"), "-h", "127.0.0.1",
+                    "-p", base.rsplit(":", 1)[1], "-U", os.environ["KURA_TEST_PG_USER"], name],
+                   check=True)
+    return ["--meta", f"{base}/{name}"]
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +66,7 @@ def server():
     proc = subprocess.Popen(
         [binary, "serve", "--listen", f"127.0.0.1:{port}", "--data", data_dir,
          "--access-key-id", AK, "--access-key-secret", SK, "--deletion-grace-secs", "0",
-         "--max-buckets", "1000"],
+         "--max-buckets", "1000", *meta_args()],
         stdout=subprocess.PIPE, stderr=log, text=True,
     )
     # The server prints its address once it accepts connections.

@@ -83,6 +83,9 @@ impl Leases {
 
 pub struct BlobStore {
     root: PathBuf,
+    /// This process's temporary directory, `tmp/<gateway id>`: another gateway's sweep
+    /// judges its files by age only.
+    tmp: PathBuf,
     leases: Arc<Leases>,
     in_flight: Arc<InFlightSet>,
 }
@@ -116,10 +119,12 @@ fn is_blob_id(s: &str) -> bool {
 }
 
 impl BlobStore {
-    pub fn open(root: &Path) -> io::Result<Self> {
+    /// Opens the blob files under `root`; `gateway` names this process's temporary directory.
+    pub fn open(root: &Path, gateway: &str) -> io::Result<Self> {
         let blobs = root.join("blobs");
         fs::create_dir_all(&blobs)?;
-        fs::create_dir_all(root.join("tmp"))?;
+        let tmp = root.join("tmp").join(gateway);
+        fs::create_dir_all(&tmp)?;
         // Every prefix directory exists, durably, before the first blob: a blob's own
         // directory fsync would not make a freshly created `blobs/xx` survive a power cut.
         let mut created = false;
@@ -136,6 +141,7 @@ impl BlobStore {
         }
         Ok(BlobStore {
             root: root.to_path_buf(),
+            tmp,
             leases: Arc::default(),
             in_flight: Arc::default(),
         })
@@ -163,7 +169,7 @@ impl BlobStore {
         BlobWriter {
             in_flight: Some(in_flight),
             extra: extra.to_vec(),
-            tmp: self.root.join("tmp").join(&id),
+            tmp: self.tmp.join(&id),
             dest: self.path(&id),
             id,
             state: None,
@@ -201,6 +207,11 @@ impl BlobStore {
 
     pub fn is_leased(&self, id: &str) -> bool {
         self.leases.lock().contains_key(id)
+    }
+
+    /// The blobs readers of this process hold now.
+    pub fn leased_ids(&self) -> Vec<String> {
+        self.leases.lock().keys().cloned().collect()
     }
 
     /// Removes a blob file; a missing file is fine (deletion is idempotent).
@@ -277,18 +288,21 @@ impl BlobStore {
     /// Removes files left by writers that died: temporary files older than `tmp_grace` that
     /// no writer in this process owns, and blob files that no metadata knows and no writer in
     /// this process is about to commit. `unknown` answers, for a batch of ids, which ones the
-    /// metadata store does not know.
+    /// metadata store does not know. With `shared_grace` (other gateways write to this
+    /// directory too), files that may be theirs (other gateways' temporary files, blob files)
+    /// are only removed once that old (see `Config::shared_file_grace`).
     ///
     /// The order makes it safe against writes in progress, whatever their speed: first the
     /// directory walk, then (per batch) a snapshot of the in-flight set, then the metadata
     /// lookup. A blob seen in the walk was registered before its file existed; if it has left
     /// the set by the snapshot, its commit happened before the lookup, which then sees it (the
-    /// registration is dropped inside the commit's blocking call, so a request cancelled
+    /// registration is dropped only once the commit has finished, so a request cancelled
     /// mid-commit cannot release it early).
     /// Memory stays at one batch of ids, whatever the number of blobs.
     pub fn sweep_orphans(
         &self,
         tmp_grace: Duration,
+        shared_grace: Option<Duration>,
         unknown: &dyn Fn(&[String]) -> io::Result<Vec<String>>,
     ) -> io::Result<usize> {
         const BATCH_IDS: usize = 4096;
@@ -301,13 +315,33 @@ impl BlobStore {
                 .is_some_and(|age| age >= limit)
         };
         let mut removed = 0;
+        let foreign_grace = shared_grace.unwrap_or(Duration::ZERO).max(tmp_grace);
         for entry in fs::read_dir(self.root.join("tmp"))? {
             let p = entry?.path();
-            let owned = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| self.in_flight.lock().contains(n));
-            if !owned && older_than(&p, tmp_grace) && fs::remove_file(&p).is_ok() {
+            if p == self.tmp {
+                for entry in fs::read_dir(&p)? {
+                    let p = entry?.path();
+                    let owned = p
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| self.in_flight.lock().contains(n));
+                    if !owned && older_than(&p, tmp_grace) && fs::remove_file(&p).is_ok() {
+                        removed += 1;
+                    }
+                }
+            } else if p.is_dir() {
+                // Another gateway's (or a dead one's) directory: by age only.
+                for entry in fs::read_dir(&p)? {
+                    let f = entry?.path();
+                    if older_than(&f, foreign_grace) && fs::remove_file(&f).is_ok() {
+                        removed += 1;
+                    }
+                }
+                if older_than(&p, foreign_grace) {
+                    let _ = fs::remove_dir(&p); // only if empty
+                }
+            } else if older_than(&p, foreign_grace) && fs::remove_file(&p).is_ok() {
+                // A file directly under tmp/ (the layout before per-gateway directories).
                 removed += 1;
             }
         }
@@ -317,7 +351,9 @@ impl BlobStore {
                 batch.iter().filter(|id| set.contains(*id)).cloned().collect()
             };
             for id in unknown(batch)? {
-                if !in_flight.contains(&id) && !self.is_leased(&id) && fs::remove_file(self.path(&id)).is_ok() {
+                let young = shared_grace.is_some_and(|g| !older_than(&self.path(&id), g));
+                if !in_flight.contains(&id) && !self.is_leased(&id) && !young && fs::remove_file(self.path(&id)).is_ok()
+                {
                     removed += 1;
                 }
             }

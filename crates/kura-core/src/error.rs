@@ -51,6 +51,9 @@ pub enum Code {
     InsufficientStorage,
     /// OSS: a part of a `?sequential` upload out of order.
     PartNotSequential,
+    /// The metadata database cannot be reached (or is restarting): nothing was done unless
+    /// the write's outcome is unknown, and the client should retry (503, Retry-After).
+    ServiceUnavailable,
 }
 
 impl Code {
@@ -96,6 +99,7 @@ impl Code {
             Code::InvalidURI => "InvalidURI",
             Code::InsufficientStorage => "InsufficientStorage",
             Code::PartNotSequential => "PartNotSequential",
+            Code::ServiceUnavailable => "ServiceUnavailable",
         }
     }
 
@@ -118,6 +122,7 @@ impl Code {
             Code::NotImplemented => 501,
             Code::InternalError => 500,
             Code::InsufficientStorage => 507,
+            Code::ServiceUnavailable => 503,
             _ => 400,
         }
     }
@@ -163,6 +168,7 @@ impl Code {
             Code::InvalidPartNumber => "The requested partnumber is not satisfiable",
             Code::InvalidURI => "Couldn't parse the specified URI.",
             Code::PartNotSequential => "For sequential multipart upload, you must upload or complete parts with sequential part number.",
+            Code::ServiceUnavailable => "The service is temporarily unavailable (its metadata database cannot be reached). Please retry.",
             Code::InsufficientStorage => "There is not enough free space on the server to store this data. Delete objects or add space, then retry.",
         }
     }

@@ -6,6 +6,7 @@ pub mod blob;
 pub mod error;
 pub mod meta;
 pub mod model;
+pub mod pg_store;
 pub mod redb_store;
 pub mod service;
 

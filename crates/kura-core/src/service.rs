@@ -38,6 +38,11 @@ pub struct Config {
     /// Free space kept on the data volume for metadata commits and deletes: a body write that
     /// would eat into it is refused with InsufficientStorage.
     pub min_free_bytes: u64,
+    /// With gateways sharing the data directory: how old a file another gateway may still own
+    /// must be before an orphan sweep removes it. A temporary file untouched this long has no
+    /// writer (a body idle for 60 s is cut off), and a blob file this old that no metadata
+    /// knows was never committed (its commit follows the rename at once and has long ended).
+    pub shared_file_grace: Duration,
 }
 
 impl Default for Config {
@@ -50,6 +55,7 @@ impl Default for Config {
             deletion_grace: Duration::from_secs(60),
             completed_retention: Duration::from_secs(2 * 24 * 3600),
             min_free_bytes: 256 * 1024 * 1024,
+            shared_file_grace: Duration::from_secs(3600),
         }
     }
 }
@@ -146,6 +152,7 @@ pub struct PartListing {
 
 pub struct Kura {
     meta: Arc<dyn MetaStore>,
+    gateway_id: String,
     blobs: Arc<BlobStore>,
     cfg: Config,
     last_upload_stamp: AtomicU64,
@@ -323,8 +330,10 @@ impl Kura {
     /// Opens a Kura over any metadata store, with blob files under `data_dir`.
     pub fn open(meta: Arc<dyn MetaStore>, data_dir: &Path, cfg: Config) -> Result<Arc<Self>> {
         std::fs::create_dir_all(data_dir).map_err(Error::internal)?;
-        let blobs = BlobStore::open(data_dir).map_err(Error::internal)?;
+        let gateway_id = hex::encode(rand::random::<[u8; 8]>());
+        let blobs = BlobStore::open(data_dir, &gateway_id).map_err(Error::internal)?;
         Ok(Arc::new(Kura {
+            gateway_id,
             meta,
             blobs: Arc::new(blobs),
             cfg,
@@ -549,7 +558,7 @@ impl Kura {
     /// panicked task) the blob may be referenced after all, so it stays and the orphan sweep
     /// decides from what the metadata says.
     fn discard_uncommitted(&self, blob: &str, e: &Error) {
-        if e.code == Code::InternalError {
+        if matches!(e.code, Code::InternalError | Code::ServiceUnavailable) {
             tracing::warn!(blob, "metadata outcome unknown; the blob is left for the orphan sweep");
         } else {
             let _ = self.blobs.delete(blob);
@@ -976,9 +985,10 @@ impl Kura {
     pub async fn sweep_orphans(&self, tmp_grace: Duration) -> Result<usize> {
         let blobs = self.blobs.clone();
         let meta = self.meta.clone();
+        let shared_grace = meta.shared().then_some(self.cfg.shared_file_grace);
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            blobs.sweep_orphans(tmp_grace, &|ids| {
+            blobs.sweep_orphans(tmp_grace, shared_grace, &|ids| {
                 handle
                     .block_on(meta.unknown_blobs(ids))
                     .map_err(|e| std::io::Error::other(e.to_string()))
@@ -989,25 +999,86 @@ impl Kura {
         .map_err(Error::internal)
     }
 
-    /// Runs the sweepers in the background: deletions every few seconds, orphans hourly.
+    /// This process's name among the gateways sharing a metadata store (random per start).
+    pub fn gateway_id(&self) -> &str {
+        &self.gateway_id
+    }
+
+    /// Whether other gateways share the metadata store and the data directory.
+    pub fn shared(&self) -> bool {
+        self.meta.shared()
+    }
+
+    /// Runs the background work: the sweepers (deletions every few seconds, orphans hourly)
+    /// on whichever gateway holds the leader lease, and, when gateways share the store, the
+    /// publication of this gateway's read leases.
     pub fn spawn_sweeper(self: &Arc<Self>) {
         let me = self.clone();
         tokio::spawn(async move {
             let mut tick = 1u64;
+            let mut leading = false;
             loop {
-                if let Err(e) = me.sweep_deletions().await {
-                    tracing::warn!(error = %e, "deletion sweep failed");
+                // The term outlasts three ticks, so a live leader keeps it; a dead one's
+                // lapses within 15 s and the next gateway to ask takes over.
+                match me.meta.lead(&me.gateway_id, 15_000).await {
+                    Ok(now_leading) => {
+                        if now_leading != leading {
+                            tracing::info!(gateway = %me.gateway_id, leading = now_leading, "sweeper leadership");
+                        }
+                        leading = now_leading;
+                    }
+                    Err(e) => {
+                        leading = false;
+                        tracing::warn!(error = %e, "leader lease not renewed");
+                    }
                 }
-                if tick.is_multiple_of(720) {
-                    // A temporary file older than a day has no writer: bodies idle for 60 s end.
-                    match me.sweep_orphans(Duration::from_secs(24 * 3600)).await {
-                        Ok(n) if n > 0 => tracing::info!(removed = n, "orphan sweep"),
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
+                if leading {
+                    if let Err(e) = me.sweep_deletions().await {
+                        tracing::warn!(error = %e, "deletion sweep failed");
+                    }
+                    if tick.is_multiple_of(720) {
+                        // A temporary file older than a day has no writer: bodies idle for 60 s end.
+                        match me.sweep_orphans(Duration::from_secs(24 * 3600)).await {
+                            Ok(n) if n > 0 => tracing::info!(removed = n, "orphan sweep"),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
+                        }
                     }
                 }
                 tick += 1;
                 tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        });
+        if self.meta.shared() {
+            self.spawn_lease_publisher();
+        }
+    }
+
+    /// How often this gateway's read leases are published: a third of the deletion grace (at
+    /// least 200 ms, at most 10 s). A dropped blob is deleted no sooner than the grace after
+    /// its metadata went, and a reader that began before that holds its lease in memory from
+    /// the start, so the lease is in the database well before the leader could delete the
+    /// blob; published leases outlive four periods, so a dead gateway's lapse on their own.
+    fn lease_period(&self) -> Duration {
+        (self.cfg.deletion_grace / 3).clamp(Duration::from_millis(200), Duration::from_secs(10))
+    }
+
+    fn spawn_lease_publisher(self: &Arc<Self>) {
+        let me = self.clone();
+        let period = self.lease_period();
+        let ttl_ms = (period * 4).as_millis() as u64 + 2_000;
+        tokio::spawn(async move {
+            let mut published_any = false;
+            loop {
+                let mut ids = me.blobs.leased_ids();
+                ids.sort();
+                if !ids.is_empty() || published_any {
+                    match me.meta.publish_leases(&me.gateway_id, &ids, ttl_ms).await {
+                        Ok(()) => published_any = !ids.is_empty(),
+                        Err(e) => tracing::warn!(error = %e, "read leases not published"),
+                    }
+                }
+                tokio::time::sleep(period).await;
             }
         });
     }

@@ -86,10 +86,15 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> std::result::R
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(code = e.code.as_str(), method = %parts.method, uri = %parts.uri, ?dialect, "request failed");
-                match dialect {
+                let mut r = match dialect {
                     Dialect::S3 => s3::handlers::error(&e, &request_id, Some(&ctx), is_head),
                     Dialect::Oss => oss::render::error(&e, &request_id, Some(&ctx), &host, is_head),
+                };
+                if e.code == kura_core::Code::ServiceUnavailable {
+                    // The metadata database is back within seconds when it restarts.
+                    response::set(&mut r, "retry-after", "1");
                 }
+                r
             }
         },
         Err(e) => match dialect {

@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod meta;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,9 @@ enum Command {
     /// Multipart uploads: list, show parts, abort.
     #[command(subcommand)]
     Mpu(cli::Mpu),
+    /// The metadata store: schema migrations, copying an embedded store into PostgreSQL.
+    #[command(subcommand)]
+    Meta(meta::MetaCommand),
 }
 
 /// Part buffers (megabytes each) are allocated and freed all the time. glibc raises its mmap
@@ -63,6 +67,7 @@ fn main() -> anyhow::Result<()> {
     let code = match cli.command {
         Command::Serve(args) => return rt.block_on(serve::run(args)),
         Command::Bench(args) => return rt.block_on(bench::run(args)),
+        Command::Meta(cmd) => return rt.block_on(meta::run(cmd)),
         Command::Cp(args) => rt.block_on(cli::cp(&g, args)),
         Command::Ls { target } => rt.block_on(cli::ls(&g, target)),
         Command::Rm { target } => rt.block_on(cli::rm(&g, target)),

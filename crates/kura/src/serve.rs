@@ -16,9 +16,22 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9000")]
     pub listen: SocketAddr,
-    /// Data directory (metadata database and blob files).
+    /// Data directory: blob files, and the embedded metadata database unless --meta names
+    /// another. Gateways sharing a PostgreSQL database share this directory too.
     #[arg(long, default_value = "./kura-data")]
     pub data: PathBuf,
+    /// Metadata store: a PostgreSQL URL (`postgres://user:pass@host:5432/db`, TLS with
+    /// `sslmode=require`) for several gateways over one database; unset for the embedded store
+    /// in the data directory.
+    #[arg(long, env = "KURA_META_URL", hide_env_values = true)]
+    pub meta: Option<String>,
+    /// With --meta (gateways sharing the data directory): seconds before an orphan sweep may
+    /// remove a file that another gateway could still be writing or committing.
+    #[arg(long, default_value_t = 3600)]
+    pub shared_file_grace_secs: u64,
+    /// Connections each gateway keeps to the PostgreSQL metadata database.
+    #[arg(long, default_value_t = 16)]
+    pub meta_pool_size: usize,
     /// Root access key id; generated and kept in the data directory when not given.
     #[arg(long, env = "KURA_ACCESS_KEY_ID")]
     pub access_key_id: Option<String>,
@@ -111,12 +124,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         deletion_grace: Duration::from_secs(args.deletion_grace_secs),
         max_buckets: args.max_buckets,
         min_free_bytes: args.min_free_bytes,
+        shared_file_grace: Duration::from_secs(args.shared_file_grace_secs),
         ..Config::default()
     };
-    let kura =
-        Kura::open_local(&args.data, cfg).map_err(|e| anyhow::anyhow!("opening {}: {e}", args.data.display()))?;
+    let kura = match &args.meta {
+        None => {
+            Kura::open_local(&args.data, cfg).map_err(|e| anyhow::anyhow!("opening {}: {e}", args.data.display()))?
+        }
+        Some(url) => {
+            let store = crate::meta::connect(url, args.meta_pool_size).await?;
+            println!("metadata in PostgreSQL at {}", store.display_url());
+            Kura::open(Arc::new(store), &args.data, cfg)
+                .map_err(|e| anyhow::anyhow!("opening {}: {e}", args.data.display()))?
+        }
+    };
     // Files left by a crash are swept in the background: writes that start meanwhile are
     // registered as in flight, so the sweep cannot take them, and listening need not wait.
+    // (With gateways sharing the directory, files that may be another's are spared until
+    // --shared-file-grace-secs old.)
     let sweeper = kura.clone();
     tokio::spawn(async move {
         match sweeper.sweep_orphans(Duration::ZERO).await {

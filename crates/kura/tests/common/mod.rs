@@ -43,6 +43,7 @@ pub fn start_with(dir: &std::path::Path, extra: &[&str]) -> Server {
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
         .arg(dir)
         .args(["--access-key-id", AK, "--access-key-secret", SK])
+        .args(meta_args(dir))
         .args(extra)
         .stdout(Stdio::piped())
         .spawn()
@@ -59,6 +60,46 @@ pub fn start_with(dir: &std::path::Path, extra: &[&str]) -> Server {
         port,
         _dir: None,
     }
+}
+
+/// `--meta URL` when the suite runs against PostgreSQL (`KURA_TEST_PG_URL`, set by
+/// scripts/test): one fresh database per data directory, so a server restarted on the same
+/// directory finds its metadata again. Empty for the embedded store.
+pub fn meta_args(dir: &std::path::Path) -> Vec<String> {
+    match pg_database_for(dir) {
+        Some(url) => vec!["--meta".into(), url],
+        None => vec![],
+    }
+}
+
+/// The PostgreSQL database of a data directory (created on first use), when testing on PostgreSQL.
+pub fn pg_database_for(dir: &std::path::Path) -> Option<String> {
+    let base = std::env::var("KURA_TEST_PG_URL").ok()?;
+    std::fs::create_dir_all(dir).unwrap();
+    let marker = dir.join("test-meta-url");
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return Some(url);
+    }
+    let name = format!("kt_{}", hex_id());
+    let port = base.rsplit(':').next().unwrap_or_default().to_string();
+    let bin = std::env::var("KURA_TEST_PG_BIN").unwrap_or_default();
+    let user = std::env::var("KURA_TEST_PG_USER").unwrap_or_default();
+    let ok = Command::new(format!("{bin}/createdb"))
+        .args(["-h", "127.0.0.1", "-p", &port, "-U", &user, &name])
+        .status()
+        .expect("createdb runs");
+    assert!(ok.success(), "createdb {name} failed");
+    let url = format!("{base}/{name}");
+    std::fs::write(&marker, &url).unwrap();
+    Some(url)
+}
+
+fn hex_id() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{:x}{:x}{n}", nanos, std::process::id())
 }
 
 /// Files under a directory of the data dir.

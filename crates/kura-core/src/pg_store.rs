@@ -1,0 +1,1063 @@
+//! The PostgreSQL metadata backend, for several gateways over one database (tokio-postgres,
+//! a deadpool connection pool, TLS by rustls when the URL asks for it).
+//!
+//! Locking: READ COMMITTED with row locks, not SERIALIZABLE. Every race the API has is a
+//! race on one row that exists (the upload, the object, the part) or on one that is about to
+//! be inserted, so each write locks that row (`FOR UPDATE`, or `FOR SHARE` for the upload
+//! while a part is recorded, so parts of one upload commit in parallel and Complete/Abort wait
+//! for them), and an insert that loses a race to another insert (`ON CONFLICT DO NOTHING`
+//! inserting nothing) restarts its transaction. A part recorded while Complete holds the
+//! upload finds the upload gone and is refused (NoSuchUpload). Deadlocks (40P01) and
+//! serialization failures (40001, which CockroachDB and YugabyteDB raise for conflicts) are
+//! retried the same way. Foreign keys keep objects and uploads from outliving their bucket.
+//!
+//! The SQL is plain: no stored procedures, no advisory locks, no PostgreSQL-only syntax
+//! beyond `COLLATE "C"` (keys sort by bytes, as S3 and OSS list them), `jsonb` and
+//! `unnest`, which CockroachDB and YugabyteDB also have.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Json;
+use tokio_postgres::Transaction;
+
+use crate::error::{Code, Error, Result};
+use crate::meta::{
+    check_expected_checksum, choose_parts, object_from_parts, CompleteRequest, DeleteCondition, MetaStore, ScanStart,
+    WriteCondition,
+};
+use crate::model::*;
+use crate::service::prefix_successor;
+
+/// The database's clock in epoch milliseconds: leases and the leader's term are timed by one
+/// clock, whatever the gateways' clocks say.
+const NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+
+/// Versioned schema steps, applied in order, each in its own transaction, once.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE buckets (
+    name TEXT PRIMARY KEY,
+    rec JSONB NOT NULL
+);
+CREATE TABLE objects (
+    bucket TEXT NOT NULL REFERENCES buckets (name),
+    key TEXT COLLATE "C" NOT NULL,
+    rec JSONB NOT NULL,
+    extents JSONB NOT NULL,
+    PRIMARY KEY (bucket, key)
+);
+CREATE TABLE uploads (
+    upload_id TEXT COLLATE "C" PRIMARY KEY,
+    bucket TEXT NOT NULL REFERENCES buckets (name),
+    key TEXT COLLATE "C" NOT NULL,
+    rec JSONB NOT NULL
+);
+CREATE UNIQUE INDEX uploads_by_key ON uploads (bucket, key, upload_id);
+CREATE TABLE parts (
+    upload_id TEXT COLLATE "C" NOT NULL,
+    part_number INT NOT NULL,
+    rec JSONB NOT NULL,
+    PRIMARY KEY (upload_id, part_number)
+);
+CREATE TABLE completed (
+    upload_id TEXT PRIMARY KEY,
+    completed_ms BIGINT NOT NULL,
+    rec JSONB NOT NULL
+);
+CREATE INDEX completed_by_time ON completed (completed_ms);
+CREATE TABLE deletions (
+    blob TEXT PRIMARY KEY,
+    due_ms BIGINT NOT NULL
+);
+CREATE INDEX deletions_by_due ON deletions (due_ms, blob);
+CREATE TABLE blob_index (
+    blob TEXT PRIMARY KEY
+);
+CREATE TABLE read_leases (
+    gateway TEXT NOT NULL,
+    blob TEXT NOT NULL,
+    expires_ms BIGINT NOT NULL,
+    PRIMARY KEY (gateway, blob)
+);
+CREATE INDEX read_leases_by_blob ON read_leases (blob);
+CREATE TABLE leader (
+    role TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
+"#,
+)];
+
+/// How often a transaction that lost a race is run again before the request fails.
+const ATTEMPTS: u32 = 8;
+
+pub struct PgStore {
+    pool: Pool,
+    /// The URL without its password, for messages.
+    display_url: String,
+}
+
+/// Why a transaction body stopped: a rule of the API (returned to the client), the
+/// database (classified by [`PgStore::write`]), or a lost insert race (run again).
+enum Fail {
+    Kura(Error),
+    Db(tokio_postgres::Error),
+    Retry,
+}
+
+impl From<Error> for Fail {
+    fn from(e: Error) -> Self {
+        Fail::Kura(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for Fail {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Fail::Db(e)
+    }
+}
+
+type TxResult<T> = std::result::Result<T, Fail>;
+
+/// The URL with any password replaced, so that errors and logs can name it.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // The key=value form: hide the password's value.
+        return url
+            .split(' ')
+            .map(|kv| {
+                if kv.starts_with("password=") {
+                    "password=***"
+                } else {
+                    kv
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once("password=") {
+        Some((before, after)) => {
+            let end = after.find('&').unwrap_or(after.len());
+            format!("{before}password=***{}", &after[end..])
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+fn is_retryable(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    )
+}
+
+/// A database error as the client sees it: a lost connection or a database that is
+/// starting or stopping is ServiceUnavailable (retry), anything else an internal error.
+fn db_error(e: tokio_postgres::Error) -> Error {
+    let unavailable = match e.code() {
+        // No SQL state: a lost connection (closed, or an I/O error), or a mistake on this
+        // side (a parameter of the wrong type), which is not the database's absence.
+        None => {
+            e.is_closed() || std::error::Error::source(&e).is_some_and(|s| s.downcast_ref::<std::io::Error>().is_some())
+        }
+        Some(c) => {
+            c.code().starts_with("08")
+                || c.code().starts_with("57P")
+                || *c == SqlState::TOO_MANY_CONNECTIONS
+                || *c == SqlState::CANNOT_CONNECT_NOW
+        }
+    };
+    if unavailable {
+        tracing::warn!(error = %e, "metadata database unavailable");
+        Error::new(Code::ServiceUnavailable)
+    } else {
+        Error::internal(format!("metadata database: {e}"))
+    }
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> Error {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => db_error(e),
+        other => {
+            tracing::warn!(error = %other, "metadata database unavailable");
+            Error::new(Code::ServiceUnavailable)
+        }
+    }
+}
+
+fn is_fk_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
+}
+
+fn no_such_bucket(b: &str) -> Error {
+    Error::new(Code::NoSuchBucket).with_bucket(b)
+}
+
+fn no_such_upload(u: &str) -> Error {
+    Error::new(Code::NoSuchUpload).with_upload(u)
+}
+
+fn ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A TLS connector trusting the Mozilla roots (webpki-roots): used when the URL's sslmode
+/// asks for TLS (`prefer`, tokio-postgres's default, falls back to plain text when the server
+/// has no TLS).
+fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
+    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map(|b| b.with_root_certificates(roots).with_no_client_auth());
+    match config {
+        Ok(c) => tokio_postgres_rustls::MakeRustlsConnect::new(c),
+        // The ring provider supports the default versions; this is unreachable in practice.
+        Err(e) => panic!("rustls configuration: {e}"),
+    }
+}
+
+impl PgStore {
+    /// Connects (one connection is opened now, so a wrong URL fails here with its reason)
+    /// and applies the schema migrations not yet applied.
+    pub async fn connect(url: &str, pool_size: usize) -> Result<PgStore> {
+        let store = Self::connect_only(url, pool_size).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects without migrating.
+    pub async fn connect_only(url: &str, pool_size: usize) -> Result<PgStore> {
+        let display_url = redact_url(url);
+        let mut cfg = tokio_postgres::Config::from_str(url)
+            .map_err(|e| Error::internal(format!("metadata URL {display_url}: {e}")))?;
+        if cfg.get_connect_timeout().is_none() {
+            cfg.connect_timeout(Duration::from_secs(5));
+        }
+        // A gateway that loses its database notices within a minute even with no traffic.
+        cfg.keepalives(true).keepalives_idle(Duration::from_secs(30));
+        if cfg.get_application_name().is_none() {
+            cfg.application_name("kura");
+        }
+        let mgr = Manager::from_config(
+            cfg,
+            tls(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(pool_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(5)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| Error::internal(format!("metadata pool: {e}")))?;
+        let store = PgStore { pool, display_url };
+        let _first = store.pool.get().await.map_err(|e| {
+            Error::internal(format!(
+                "cannot connect to the metadata database at {}: {e}",
+                store.display_url
+            ))
+        })?;
+        Ok(store)
+    }
+
+    pub fn display_url(&self) -> &str {
+        &self.display_url
+    }
+
+    /// Applies the migrations not yet applied; returns how many. Gateways starting together
+    /// are safe: each step inserts its version row in its own transaction first, so a second
+    /// gateway waits for the first and then skips the step.
+    pub async fn migrate(&self) -> Result<usize> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS kura_migrations (version INT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+            )
+            .await
+            .map_err(db_error)?;
+        let mut applied = 0;
+        for (version, sql) in MIGRATIONS {
+            let tx = client.transaction().await.map_err(db_error)?;
+            let inserted = tx
+                .execute(
+                    &format!("INSERT INTO kura_migrations (version, applied_ms) VALUES ($1, {NOW_MS}) ON CONFLICT (version) DO NOTHING"),
+                    &[version],
+                )
+                .await
+                .map_err(db_error)?;
+            if inserted == 0 {
+                continue;
+            }
+            tx.batch_execute(sql).await.map_err(db_error)?;
+            tx.commit().await.map_err(db_error)?;
+            tracing::info!(version, "applied metadata schema migration");
+            applied += 1;
+        }
+        Ok(applied)
+    }
+
+    /// The newest schema version applied.
+    pub async fn schema_version(&self) -> Result<i32> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM kura_migrations", &[])
+            .await
+            .map_err(db_error)?;
+        Ok(row.get(0))
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+/// Whether to run a failed transaction again: a lost race is, a few times, after a short
+/// random pause; anything else is the answer.
+async fn give_up(fail: Fail, attempt: u32) -> Option<Error> {
+    match fail {
+        Fail::Kura(e) => return Some(e),
+        Fail::Retry if attempt < ATTEMPTS => {}
+        Fail::Db(e) if is_retryable(&e) && attempt < ATTEMPTS => {}
+        Fail::Retry => return Some(Error::internal("a metadata write kept losing races; giving up")),
+        Fail::Db(e) => return Some(db_error(e)),
+    }
+    let pause = rand::random::<u64>() % (5 * u64::from(attempt)) + 1;
+    tokio::time::sleep(Duration::from_millis(pause)).await;
+    None
+}
+
+/// Runs the block as one transaction (`tx` is the transaction inside it), again when it lost
+/// a race (an insert that found the row taken, a deadlock, a serialization failure), up to
+/// [`ATTEMPTS`] times. `return` in the block ends the attempt with that result.
+macro_rules! write_tx {
+    ($self:ident, |$tx:ident| $body:block) => {{
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut client = $self.pool.get().await.map_err(pool_error)?;
+            let txn = client.transaction().await.map_err(db_error)?;
+            let out: TxResult<_> = {
+                let $tx = &txn;
+                async { $body }.await
+            };
+            let fail = match out {
+                Ok(v) => match txn.commit().await {
+                    Ok(()) => break Ok(v),
+                    Err(e) => Fail::Db(e),
+                },
+                Err(f) => f,
+            };
+            if let Some(e) = give_up(fail, attempt).await {
+                break Err(e);
+            }
+        }
+    }};
+}
+
+/// Queues blobs for deletion (one statement for any number).
+async fn queue_deletions(tx: &Transaction<'_>, blobs: &[String], due_ms: u64) -> TxResult<()> {
+    if blobs.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO deletions (blob, due_ms) SELECT b, $2 FROM unnest($1::TEXT[]) AS t(b) \
+         ON CONFLICT (blob) DO UPDATE SET due_ms = excluded.due_ms",
+        &[&blobs, &ms(due_ms)],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn index_blobs(tx: &Transaction<'_>, blobs: &[String]) -> TxResult<()> {
+    if blobs.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO blob_index (blob) SELECT b FROM unnest($1::TEXT[]) AS t(b) ON CONFLICT (blob) DO NOTHING",
+        &[&blobs],
+    )
+    .await?;
+    Ok(())
+}
+
+fn extent_blobs(extents: &[Extent]) -> Vec<String> {
+    extents.iter().map(|e| e.blob.clone()).collect()
+}
+
+/// Locks the object row (if any) and returns it with its extents.
+async fn lock_object(tx: &Transaction<'_>, bucket: &str, key: &str) -> TxResult<Option<ObjectRecord>> {
+    let row = tx
+        .query_opt(
+            "SELECT rec, extents FROM objects WHERE bucket = $1 AND key = $2 FOR UPDATE",
+            &[&bucket, &key],
+        )
+        .await?;
+    Ok(row.map(|r| {
+        let Json(mut rec): Json<ObjectRecord> = r.get(0);
+        let Json(extents): Json<Vec<Extent>> = r.get(1);
+        rec.extents = extents;
+        rec
+    }))
+}
+
+/// Writes the object over `old` (locked by [`lock_object`]), queueing the old blobs. An insert
+/// that finds the key taken meanwhile restarts the transaction.
+async fn write_object(
+    tx: &Transaction<'_>,
+    bucket: &str,
+    key: &str,
+    rec: &ObjectRecord,
+    old: Option<&ObjectRecord>,
+    delete_due_ms: u64,
+) -> TxResult<()> {
+    let head = ObjectRecord {
+        extents: Vec::new(),
+        ..rec.clone()
+    };
+    match old {
+        Some(old) => {
+            queue_deletions(tx, &extent_blobs(&old.extents), delete_due_ms).await?;
+            tx.execute(
+                "UPDATE objects SET rec = $3, extents = $4 WHERE bucket = $1 AND key = $2",
+                &[&bucket, &key, &Json(&head), &Json(&rec.extents)],
+            )
+            .await?;
+        }
+        None => {
+            let inserted = tx
+                .execute(
+                    "INSERT INTO objects (bucket, key, rec, extents) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (bucket, key) DO NOTHING",
+                    &[&bucket, &key, &Json(&head), &Json(&rec.extents)],
+                )
+                .await
+                .map_err(|e| {
+                    if is_fk_violation(&e) {
+                        Fail::Kura(no_such_bucket(bucket))
+                    } else {
+                        Fail::Db(e)
+                    }
+                })?;
+            if inserted == 0 {
+                return Err(Fail::Retry);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn bucket_exists(tx: &Transaction<'_>, bucket: &str) -> TxResult<bool> {
+    Ok(tx
+        .query_opt("SELECT 1 FROM buckets WHERE name = $1", &[&bucket])
+        .await?
+        .is_some())
+}
+
+#[async_trait::async_trait]
+impl MetaStore for PgStore {
+    async fn create_bucket(&self, rec: &BucketRecord, acl_given: bool, max_buckets: usize) -> Result<bool> {
+        let max = i64::try_from(max_buckets).unwrap_or(i64::MAX);
+        write_tx!(self, |tx| {
+            let existing = tx
+                .query_opt("SELECT rec FROM buckets WHERE name = $1 FOR UPDATE", &[&rec.name])
+                .await?;
+            if let Some(row) = existing {
+                let Json(mut b): Json<BucketRecord> = row.get(0);
+                if acl_given && b.acl != rec.acl {
+                    b.acl = rec.acl;
+                    tx.execute("UPDATE buckets SET rec = $2 WHERE name = $1", &[&rec.name, &Json(&b)])
+                        .await?;
+                }
+                return Ok(false);
+            }
+            let count: i64 = tx.query_one("SELECT COUNT(*) FROM buckets", &[]).await?.get(0);
+            if count >= max {
+                return Err(Error::new(Code::TooManyBuckets).into());
+            }
+            let inserted = tx
+                .execute(
+                    "INSERT INTO buckets (name, rec) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                    &[&rec.name, &Json(rec)],
+                )
+                .await?;
+            if inserted == 0 {
+                return Err(Fail::Retry);
+            }
+            Ok(true)
+        })
+    }
+
+    async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_opt("SELECT rec FROM buckets WHERE name = $1", &[&name])
+            .await
+            .map_err(db_error)?;
+        Ok(row.map(|r| r.get::<_, Json<BucketRecord>>(0).0))
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = client
+            .query("SELECT rec FROM buckets ORDER BY name", &[])
+            .await
+            .map_err(db_error)?;
+        Ok(rows.iter().map(|r| r.get::<_, Json<BucketRecord>>(0).0).collect())
+    }
+
+    async fn set_bucket_acl(&self, name: &str, acl: Acl) -> Result<()> {
+        write_tx!(self, |tx| {
+            let row = tx
+                .query_opt("SELECT rec FROM buckets WHERE name = $1 FOR UPDATE", &[&name])
+                .await?
+                .ok_or_else(|| no_such_bucket(name))?;
+            let Json(mut b): Json<BucketRecord> = row.get(0);
+            b.acl = acl;
+            tx.execute("UPDATE buckets SET rec = $2 WHERE name = $1", &[&name, &Json(&b)])
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn delete_bucket(&self, name: &str) -> Result<()> {
+        write_tx!(self, |tx| {
+            // The foreign keys of objects and uploads refuse the delete while any remain.
+            match tx.execute("DELETE FROM buckets WHERE name = $1", &[&name]).await {
+                Ok(0) => Err(no_such_bucket(name).into()),
+                Ok(_) => Ok(()),
+                Err(e) if is_fk_violation(&e) => Err(Error::new(Code::BucketNotEmpty).with_bucket(name).into()),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        rec: &ObjectRecord,
+        condition: &WriteCondition,
+        delete_due_ms: u64,
+    ) -> Result<()> {
+        write_tx!(self, |tx| {
+            let old = lock_object(tx, bucket, key).await?;
+            condition.check(key, old.as_ref())?;
+            write_object(tx, bucket, key, rec, old.as_ref(), delete_due_ms).await?;
+            index_blobs(tx, &extent_blobs(&rec.extents)).await?;
+            Ok(())
+        })
+    }
+
+    async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_opt(
+                "SELECT rec, extents FROM objects WHERE bucket = $1 AND key = $2",
+                &[&bucket, &key],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(row.map(|r| {
+            let Json(mut rec): Json<ObjectRecord> = r.get(0);
+            rec.extents = r.get::<_, Json<Vec<Extent>>>(1).0;
+            rec
+        }))
+    }
+
+    async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        condition: &DeleteCondition,
+        delete_due_ms: u64,
+    ) -> Result<()> {
+        write_tx!(self, |tx| {
+            if !condition.is_empty() {
+                let existing = lock_object(tx, bucket, key).await?;
+                if existing.is_none() && !bucket_exists(tx, bucket).await? {
+                    return Err(no_such_bucket(bucket).into());
+                }
+                condition.check(key, existing.as_ref())?;
+            }
+            let row = tx
+                .query_opt(
+                    "DELETE FROM objects WHERE bucket = $1 AND key = $2 RETURNING extents",
+                    &[&bucket, &key],
+                )
+                .await?;
+            match row {
+                Some(r) => {
+                    let Json(extents): Json<Vec<Extent>> = r.get(0);
+                    queue_deletions(tx, &extent_blobs(&extents), delete_due_ms).await?;
+                }
+                None if !bucket_exists(tx, bucket).await? => return Err(no_such_bucket(bucket).into()),
+                None => {}
+            }
+            Ok(())
+        })
+    }
+
+    async fn set_object_acl(&self, bucket: &str, key: &str, acl: ObjectAcl) -> Result<()> {
+        write_tx!(self, |tx| {
+            let row = tx
+                .query_opt(
+                    "SELECT rec FROM objects WHERE bucket = $1 AND key = $2 FOR UPDATE",
+                    &[&bucket, &key],
+                )
+                .await?
+                .ok_or_else(|| Error::new(Code::NoSuchKey).with_key(key))?;
+            let Json(mut rec): Json<ObjectRecord> = row.get(0);
+            rec.acl = acl;
+            tx.execute(
+                "UPDATE objects SET rec = $3 WHERE bucket = $1 AND key = $2",
+                &[&bucket, &key, &Json(&rec)],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    async fn scan_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start: &ScanStart,
+        limit: usize,
+    ) -> Result<Vec<(String, ObjectRecord)>> {
+        // One index range scan: from max(start, prefix) to the prefix's successor.
+        let (from, exclusive) = match start {
+            ScanStart::After(k) if k.as_str() >= prefix => (k.as_str(), true),
+            ScanStart::At(k) if k.as_str() >= prefix => (k.as_str(), false),
+            _ => (prefix, false),
+        };
+        let upper = if prefix.is_empty() {
+            None
+        } else {
+            prefix_successor(prefix)
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let lower = if exclusive { "key > $2" } else { "key >= $2" };
+        let sql = format!(
+            "SELECT key, rec FROM objects WHERE bucket = $1 AND {lower} AND ($3::TEXT IS NULL OR key < $3) \
+             ORDER BY key LIMIT $4"
+        );
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = client
+            .query(&sql, &[&bucket, &from, &upper, &limit])
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, Json<ObjectRecord>>(1).0))
+            .collect())
+    }
+
+    async fn create_upload(&self, bucket: &str, rec: &UploadRecord) -> Result<()> {
+        write_tx!(self, |tx| {
+            tx.execute(
+                "INSERT INTO uploads (upload_id, bucket, key, rec) VALUES ($1, $2, $3, $4)",
+                &[&rec.upload_id, &bucket, &rec.key, &Json(rec)],
+            )
+            .await
+            .map_err(|e| {
+                if is_fk_violation(&e) {
+                    Fail::Kura(no_such_bucket(bucket))
+                } else {
+                    Fail::Db(e)
+                }
+            })?;
+            Ok(())
+        })
+    }
+
+    async fn get_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Option<UploadRecord>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_opt(
+                "SELECT rec FROM uploads WHERE upload_id = $1 AND bucket = $2 AND key = $3",
+                &[&upload_id, &bucket, &key],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(row.map(|r| r.get::<_, Json<UploadRecord>>(0).0))
+    }
+
+    async fn get_completed(&self, upload_id: &str) -> Result<Option<CompletedUpload>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_opt("SELECT rec FROM completed WHERE upload_id = $1", &[&upload_id])
+            .await
+            .map_err(db_error)?;
+        Ok(row.map(|r| r.get::<_, Json<CompletedUpload>>(0).0))
+    }
+
+    async fn put_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        rec: &PartRecord,
+        delete_due_ms: u64,
+    ) -> Result<()> {
+        let number = i32::try_from(part_number).map_err(Error::internal)?;
+        write_tx!(self, |tx| {
+            // Shared: parts of one upload commit side by side; Complete and Abort, which lock
+            // the upload for update, wait for them (and they for Complete and Abort).
+            let row = tx
+                .query_opt(
+                    "SELECT rec FROM uploads WHERE upload_id = $1 AND bucket = $2 AND key = $3 FOR SHARE",
+                    &[&upload_id, &bucket, &key],
+                )
+                .await?
+                .ok_or_else(|| no_such_upload(upload_id))?;
+            let Json(upload): Json<UploadRecord> = row.get(0);
+            if upload.sequential {
+                // Sequential parts are decided one at a time.
+                tx.execute("SELECT 1 FROM uploads WHERE upload_id = $1 FOR UPDATE", &[&upload_id])
+                    .await?;
+                let last: i32 = tx
+                    .query_one(
+                        "SELECT COALESCE(MAX(part_number), 0) FROM parts WHERE upload_id = $1",
+                        &[&upload_id],
+                    )
+                    .await?
+                    .get(0);
+                if number > last + 1 {
+                    return Err(Error::new(Code::PartNotSequential).into());
+                }
+            }
+            let old = tx
+                .query_opt(
+                    "SELECT rec FROM parts WHERE upload_id = $1 AND part_number = $2 FOR UPDATE",
+                    &[&upload_id, &number],
+                )
+                .await?;
+            match old {
+                Some(r) => {
+                    let Json(old): Json<PartRecord> = r.get(0);
+                    queue_deletions(tx, &[old.blob], delete_due_ms).await?;
+                    tx.execute(
+                        "UPDATE parts SET rec = $3 WHERE upload_id = $1 AND part_number = $2",
+                        &[&upload_id, &number, &Json(rec)],
+                    )
+                    .await?;
+                }
+                None => {
+                    let inserted = tx
+                        .execute(
+                            "INSERT INTO parts (upload_id, part_number, rec) VALUES ($1, $2, $3) \
+                             ON CONFLICT (upload_id, part_number) DO NOTHING",
+                            &[&upload_id, &number, &Json(rec)],
+                        )
+                        .await?;
+                    if inserted == 0 {
+                        return Err(Fail::Retry);
+                    }
+                }
+            }
+            index_blobs(tx, std::slice::from_ref(&rec.blob)).await?;
+            Ok(())
+        })
+    }
+
+    async fn scan_parts(&self, upload_id: &str, after: u32, limit: usize) -> Result<Vec<(u32, PartRecord)>> {
+        let after = i32::try_from(after).unwrap_or(i32::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = client
+            .query(
+                "SELECT part_number, rec FROM parts WHERE upload_id = $1 AND part_number > $2 \
+                 ORDER BY part_number LIMIT $3",
+                &[&upload_id, &after, &limit],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, Json<PartRecord>>(1).0))
+            .collect())
+    }
+
+    async fn scan_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: (&str, &str),
+        limit: usize,
+    ) -> Result<Vec<UploadRecord>> {
+        let upper = if prefix.is_empty() {
+            None
+        } else {
+            prefix_successor(prefix)
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.pool.get().await.map_err(pool_error)?;
+        // `key\0` (the service's "past every upload of key") cannot travel as TEXT: it means
+        // keys after `key`.
+        let rows = match after.0.strip_suffix('\0') {
+            Some(past) => {
+                let from = if past >= prefix { past } else { prefix };
+                let op = if past >= prefix { ">" } else { ">=" };
+                client
+                    .query(
+                        &format!(
+                            "SELECT rec FROM uploads WHERE bucket = $1 AND key {op} $2 \
+                             AND ($3::TEXT IS NULL OR key < $3) ORDER BY key, upload_id LIMIT $4"
+                        ),
+                        &[&bucket, &from, &upper, &limit],
+                    )
+                    .await
+            }
+            None => {
+                client
+                    .query(
+                        "SELECT rec FROM uploads WHERE bucket = $1 AND key >= $2 \
+                         AND ($3::TEXT IS NULL OR key < $3) AND (key, upload_id) > ($4, $5) \
+                         ORDER BY key, upload_id LIMIT $6",
+                        &[&bucket, &prefix, &upper, &after.0, &after.1, &limit],
+                    )
+                    .await
+            }
+        }
+        .map_err(db_error)?;
+        Ok(rows.iter().map(|r| r.get::<_, Json<UploadRecord>>(0).0).collect())
+    }
+
+    async fn complete_upload(&self, req: &CompleteRequest) -> Result<CompletedUpload> {
+        let (bucket, key, upload_id) = (req.bucket.as_str(), req.key.as_str(), req.upload_id.as_str());
+        write_tx!(self, |tx| {
+            let row = tx
+                .query_opt(
+                    "SELECT rec FROM uploads WHERE upload_id = $1 AND bucket = $2 AND key = $3 FOR UPDATE",
+                    &[&upload_id, &bucket, &key],
+                )
+                .await?;
+            let Some(row) = row else {
+                // A retry of a Complete that succeeded (here or on another gateway) gets
+                // the same answer.
+                let done = tx
+                    .query_opt("SELECT rec FROM completed WHERE upload_id = $1", &[&upload_id])
+                    .await?;
+                if let Some(r) = done {
+                    let Json(c): Json<CompletedUpload> = r.get(0);
+                    if c.bucket == bucket && c.key == key && c.request_fingerprint == req.selection.fingerprint() {
+                        return Ok(c);
+                    }
+                }
+                return Err(no_such_upload(upload_id).into());
+            };
+            let Json(upload): Json<UploadRecord> = row.get(0);
+            let rows = tx
+                .query(
+                    "SELECT part_number, rec FROM parts WHERE upload_id = $1 ORDER BY part_number",
+                    &[&upload_id],
+                )
+                .await?;
+            let stored: std::collections::BTreeMap<u32, PartRecord> = rows
+                .iter()
+                .map(|r| (r.get::<_, i32>(0) as u32, r.get::<_, Json<PartRecord>>(1).0))
+                .collect();
+            let chosen = choose_parts(&req.selection, &stored, req.min_part_size)?;
+            if upload.sequential && chosen.iter().enumerate().any(|(i, (n, _))| *n as usize != i + 1) {
+                return Err(Error::new(Code::PartNotSequential).into());
+            }
+            let rec = object_from_parts(&upload, &chosen, req.acl, req.now_ms);
+            check_expected_checksum(&rec, req.expected_checksum.as_ref())?;
+            let old = lock_object(tx, bucket, key).await?;
+            let mut condition = req.condition.clone();
+            condition.forbid_overwrite |= upload.forbid_overwrite;
+            condition.check(key, old.as_ref())?;
+            // Parts not listed are discarded.
+            let used: std::collections::HashSet<u32> = chosen.iter().map(|(n, _)| *n).collect();
+            let unused: Vec<String> = stored
+                .iter()
+                .filter(|(n, _)| !used.contains(n))
+                .map(|(_, p)| p.blob.clone())
+                .collect();
+            queue_deletions(tx, &unused, req.delete_due_ms).await?;
+            write_object(tx, bucket, key, &rec, old.as_ref(), req.delete_due_ms).await?;
+            tx.execute("DELETE FROM parts WHERE upload_id = $1", &[&upload_id])
+                .await?;
+            tx.execute("DELETE FROM uploads WHERE upload_id = $1", &[&upload_id])
+                .await?;
+            let outcome = CompletedUpload {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                request_fingerprint: req.selection.fingerprint(),
+                etag: rec.etag.clone(),
+                crc64: rec.crc64,
+                size: rec.size,
+                completed_ms: req.now_ms,
+            };
+            tx.execute(
+                "INSERT INTO completed (upload_id, completed_ms, rec) VALUES ($1, $2, $3)",
+                &[&upload_id, &ms(req.now_ms), &Json(&outcome)],
+            )
+            .await?;
+            Ok(outcome)
+        })
+    }
+
+    async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str, delete_due_ms: u64) -> Result<()> {
+        write_tx!(self, |tx| {
+            let gone = tx
+                .execute(
+                    "DELETE FROM uploads WHERE upload_id = $1 AND bucket = $2 AND key = $3",
+                    &[&upload_id, &bucket, &key],
+                )
+                .await?;
+            if gone == 0 {
+                return Err(no_such_upload(upload_id).into());
+            }
+            let rows = tx
+                .query("DELETE FROM parts WHERE upload_id = $1 RETURNING rec", &[&upload_id])
+                .await?;
+            let blobs: Vec<String> = rows.iter().map(|r| r.get::<_, Json<PartRecord>>(0).0.blob).collect();
+            queue_deletions(tx, &blobs, delete_due_ms).await?;
+            Ok(())
+        })
+    }
+
+    async fn due_deletions(&self, now_ms: u64, limit: usize) -> Result<Vec<String>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT blob FROM deletions d WHERE due_ms <= $1 AND NOT EXISTS \
+                     (SELECT 1 FROM read_leases l WHERE l.blob = d.blob AND l.expires_ms > {NOW_MS}) \
+                     ORDER BY due_ms, blob LIMIT $2"
+                ),
+                &[&ms(now_ms), &limit],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn forget_deletions(&self, blobs: &[String]) -> Result<()> {
+        write_tx!(self, |tx| {
+            tx.execute("DELETE FROM deletions WHERE blob = ANY($1)", &[&blobs])
+                .await?;
+            tx.execute("DELETE FROM blob_index WHERE blob = ANY($1)", &[&blobs])
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn unknown_blobs(&self, ids: &[String]) -> Result<Vec<String>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = client
+            .query(
+                "SELECT id FROM unnest($1::TEXT[]) AS t(id) \
+                 WHERE NOT EXISTS (SELECT 1 FROM blob_index WHERE blob = t.id)",
+                &[&ids],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn expire_completed(&self, before_ms: u64) -> Result<usize> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let n = client
+            .execute("DELETE FROM completed WHERE completed_ms < $1", &[&ms(before_ms)])
+            .await
+            .map_err(db_error)?;
+        // Leases of gateways that died and never withdrew them.
+        client
+            .execute(
+                &format!("DELETE FROM read_leases WHERE expires_ms < {NOW_MS} - 60000"),
+                &[],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(n as usize)
+    }
+
+    async fn lead(&self, holder: &str, ttl_ms: u64) -> Result<bool> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "INSERT INTO leader (role, holder, expires_ms) VALUES ('sweeper', $1, {NOW_MS} + $2) \
+                     ON CONFLICT (role) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms \
+                     WHERE leader.holder = excluded.holder OR leader.expires_ms < {NOW_MS} RETURNING holder"
+                ),
+                &[&holder, &ms(ttl_ms)],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(row.is_some())
+    }
+
+    async fn publish_leases(&self, gateway: &str, blobs: &[String], ttl_ms: u64) -> Result<()> {
+        write_tx!(self, |tx| {
+            tx.execute(
+                "DELETE FROM read_leases WHERE gateway = $1 AND NOT (blob = ANY($2))",
+                &[&gateway, &blobs],
+            )
+            .await?;
+            if !blobs.is_empty() {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO read_leases (gateway, blob, expires_ms) \
+                         SELECT $1, b, {NOW_MS} + $3 FROM unnest($2::TEXT[]) AS t(b) \
+                         ON CONFLICT (gateway, blob) DO UPDATE SET expires_ms = excluded.expires_ms"
+                    ),
+                    &[&gateway, &blobs, &ms(ttl_ms)],
+                )
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(
+            redact_url("postgres://kura:s3cret@db:5432/kura"),
+            "postgres://kura:***@db:5432/kura"
+        );
+        assert_eq!(
+            redact_url("postgres://db/kura?password=x&sslmode=require"),
+            "postgres://db/kura?password=***&sslmode=require"
+        );
+        assert_eq!(redact_url("postgres://kura@db/kura"), "postgres://kura@db/kura");
+        assert_eq!(redact_url("host=/tmp dbname=kura"), "host=/tmp dbname=kura");
+        assert_eq!(
+            redact_url("host=db password=x dbname=k"),
+            "host=db password=*** dbname=k"
+        );
+    }
+}
