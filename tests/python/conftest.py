@@ -44,17 +44,64 @@ class Server:
         return out
 
 
-def meta_args():
-    """`--meta URL` of a fresh database when the suite runs against PostgreSQL
-    (KURA_TEST_PG_URL, set by scripts/test), else nothing: the embedded store."""
-    base = os.environ.get("KURA_TEST_PG_URL")
-    if not base:
-        return []
+def new_pg_database():
+    """A fresh database on the test PostgreSQL (KURA_TEST_PG_URL); its URL."""
+    base = os.environ["KURA_TEST_PG_URL"]
     name = "kt_" + uuid.uuid4().hex[:16]
     subprocess.run([os.path.join(os.environ["KURA_TEST_PG_BIN"], "createdb"), "-h", "127.0.0.1",
                     "-p", base.rsplit(":", 1)[1], "-U", os.environ["KURA_TEST_PG_USER"], name],
                    check=True)
-    return ["--meta", f"{base}/{name}"]
+    return f"{base}/{name}"
+
+
+class Gateway:
+    """One `kura serve` process; several share a database and a data directory."""
+
+    def __init__(self, data_dir, meta_url, *extra):
+        binary = os.environ.get("KURA_BIN", os.path.join(ROOT, "target", "debug", "kura"))
+        self.port = _free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
+        self.log = open(os.path.join(data_dir, f"gateway-{self.port}.log"), "w")
+        self.proc = subprocess.Popen(
+            [binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--data", data_dir,
+             "--access-key-id", AK, "--access-key-secret", SK, "--max-buckets", "1000",
+             "--meta", meta_url, *extra],
+            stdout=subprocess.PIPE, stderr=self.log, text=True,
+        )
+        self.gateway_id = None
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if line.startswith("gateway id "):
+                self.gateway_id = line.split()[-1]
+            if "listening on" in line:
+                break
+            if self.proc.poll() is not None:
+                raise RuntimeError("kura serve exited early; see " + self.log.name)
+        else:
+            raise RuntimeError("kura serve did not start")
+
+    def bucket(self, name):
+        return oss2.Bucket(oss2.Auth(AK, SK), self.endpoint, name)
+
+    def kill(self):
+        """kill -9: no shutdown, no cleanup."""
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+def meta_args():
+    """`--meta URL` of a fresh database when the suite runs against PostgreSQL
+    (KURA_TEST_PG_URL, set by scripts/test), else nothing: the embedded store."""
+    if not os.environ.get("KURA_TEST_PG_URL"):
+        return []
+    return ["--meta", new_pg_database()]
 
 
 @pytest.fixture(scope="session")

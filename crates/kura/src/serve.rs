@@ -155,6 +155,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    if kura.shared() {
+        println!("gateway id {}", kura.gateway_id());
+    }
     println!("kura listening on http://{addr}");
     let _ = std::io::stdout().flush();
     let state = Arc::new(State {
