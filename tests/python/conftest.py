@@ -96,24 +96,16 @@ class Gateway:
             self.proc.wait(timeout=10)
 
 
-def meta_args():
-    """`--meta URL` of a fresh database when the suite runs against PostgreSQL
-    (KURA_TEST_PG_URL, set by scripts/test), else nothing: the embedded store."""
-    if not os.environ.get("KURA_TEST_PG_URL"):
-        return []
-    return ["--meta", new_pg_database()]
 
 
-@pytest.fixture(scope="session")
-def server():
+def start_kura(data_dir, *extra, log_name="server.log"):
+    """`kura serve` on a free port; returns (process, port) once it listens."""
     binary = os.environ.get("KURA_BIN", os.path.join(ROOT, "target", "debug", "kura"))
-    data_dir = tempfile.mkdtemp(prefix="kura-pytest-")
     port = _free_port()
-    log = open(os.path.join(data_dir, "server.log"), "w")
+    log = open(os.path.join(data_dir, log_name), "w")
     proc = subprocess.Popen(
         [binary, "serve", "--listen", f"127.0.0.1:{port}", "--data", data_dir,
-         "--access-key-id", AK, "--access-key-secret", SK, "--deletion-grace-secs", "0",
-         "--max-buckets", "1000", *meta_args()],
+         "--access-key-id", AK, "--access-key-secret", SK, "--max-buckets", "1000", *extra],
         stdout=subprocess.PIPE, stderr=log, text=True,
     )
     # The server prints its address once it accepts connections.
@@ -121,12 +113,69 @@ def server():
     while time.time() < deadline:
         line = proc.stdout.readline()
         if "listening on" in line:
-            break
+            return proc, port
         if proc.poll() is not None:
             raise RuntimeError("kura serve exited early; see " + log.name)
-    else:
-        raise RuntimeError("kura serve did not start")
-    yield Server(data_dir, port, proc)
+    raise RuntimeError("kura serve did not start")
+
+
+SEEDED_BUCKET = "seeded-before-copy"
+
+
+def seed_embedded_store(data_dir):
+    """Fills an embedded store through a real server (objects with metadata, a completed
+    multipart object, open uploads with parts, deleted objects still queued for their blobs'
+    deletion), stops it, and returns what was written, for checking after `kura meta copy`."""
+    import hashlib
+    proc, port = start_kura(data_dir, "--deletion-grace-secs", "3600", log_name="seed.log")
+    try:
+        bk = oss2.Bucket(oss2.Auth(AK, SK), f"http://127.0.0.1:{port}", SEEDED_BUCKET)
+        bk.create_bucket(oss2.BUCKET_ACL_PUBLIC_READ)
+        objects = {}
+        for i in range(120):
+            key = f"dir{i % 4}/obj-{i:03d}"
+            data = os.urandom(i * 37 + 1)
+            bk.put_object(key, data, headers={"Content-Type": "text/x-seed", "x-oss-meta-n": str(i)})
+            objects[key] = hashlib.md5(data).hexdigest()
+        for i in range(10):
+            bk.delete_object(f"dir0/obj-{i * 4:03d}")
+            del objects[f"dir0/obj-{i * 4:03d}"]
+        key = "multipart/whole"
+        up = bk.init_multipart_upload(key).upload_id
+        parts = [os.urandom(100 * 1024) for _ in range(3)]
+        infos = [oss2.models.PartInfo(n, bk.upload_part(key, up, n, d).etag) for n, d in enumerate(parts, 1)]
+        bk.complete_multipart_upload(key, up, infos)
+        objects[key] = hashlib.md5(b"".join(parts)).hexdigest()
+        open_uploads = {}
+        for key in ("open/one", "open/two"):
+            up = bk.init_multipart_upload(key).upload_id
+            datas = [os.urandom(100 * 1024 + n) for n in range(1, 4)]
+            etags = [bk.upload_part(key, up, n, d).etag for n, d in enumerate(datas, 1)]
+            open_uploads[key] = (up, datas, etags)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    return {"objects": objects, "uploads": open_uploads}
+
+
+@pytest.fixture(scope="session")
+def server():
+    """The session's server. On PostgreSQL (KURA_TEST_PG_URL) its store began as an embedded
+    one, seeded and then moved with `kura meta copy`, so the whole suite runs on a copy."""
+    binary = os.environ.get("KURA_BIN", os.path.join(ROOT, "target", "debug", "kura"))
+    data_dir = tempfile.mkdtemp(prefix="kura-pytest-")
+    seeded = None
+    meta = []
+    if os.environ.get("KURA_TEST_PG_URL"):
+        seeded = seed_embedded_store(data_dir)
+        url = new_pg_database()
+        subprocess.run([binary, "meta", "copy", "--from", data_dir, "--to", url], check=True,
+                       stdout=subprocess.DEVNULL)
+        meta = ["--meta", url]
+    proc, port = start_kura(data_dir, "--deletion-grace-secs", "0", *meta)
+    s = Server(data_dir, port, proc)
+    s.seeded = seeded
+    yield s
     proc.terminate()
     proc.wait(timeout=10)
     shutil.rmtree(data_dir, ignore_errors=True)

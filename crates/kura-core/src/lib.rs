@@ -3,6 +3,7 @@
 //! Nothing here knows HTTP.
 
 pub mod blob;
+pub mod copy;
 pub mod error;
 pub mod meta;
 pub mod model;

@@ -473,6 +473,156 @@ async fn bucket_exists(tx: &Transaction<'_>, bucket: &str) -> TxResult<bool> {
         .is_some())
 }
 
+impl PgStore {
+    /// Inserts rows copied from another store, keeping rows already present (so a copy can be
+    /// run again after an interruption). Returns how many were inserted.
+    pub async fn import(&self, rows: &[crate::copy::Row]) -> Result<u64> {
+        use crate::copy::Row;
+        let mut buckets = (Vec::new(), Vec::new());
+        let mut objects = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut uploads = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut parts = (Vec::new(), Vec::new(), Vec::new());
+        let mut completed = (Vec::new(), Vec::new(), Vec::new());
+        let mut deletions = (Vec::new(), Vec::new());
+        let mut blobs = Vec::new();
+        for row in rows {
+            match row {
+                Row::Bucket(b) => {
+                    buckets.0.push(b.name.clone());
+                    buckets.1.push(Json(b.clone()));
+                }
+                Row::Object(bucket, key, rec) => {
+                    objects.0.push(bucket.clone());
+                    objects.1.push(key.clone());
+                    objects.2.push(Json(ObjectRecord {
+                        extents: Vec::new(),
+                        ..rec.clone()
+                    }));
+                    objects.3.push(Json(rec.extents.clone()));
+                }
+                Row::Upload(bucket, rec) => {
+                    uploads.0.push(rec.upload_id.clone());
+                    uploads.1.push(bucket.clone());
+                    uploads.2.push(rec.key.clone());
+                    uploads.3.push(Json(rec.clone()));
+                }
+                Row::Part(id, n, rec) => {
+                    parts.0.push(id.clone());
+                    parts.1.push(i32::try_from(*n).map_err(Error::internal)?);
+                    parts.2.push(Json(rec.clone()));
+                }
+                Row::Completed(id, rec) => {
+                    completed.0.push(id.clone());
+                    completed.1.push(ms(rec.completed_ms));
+                    completed.2.push(Json(rec.clone()));
+                }
+                Row::Deletion(blob, due) => {
+                    deletions.0.push(blob.clone());
+                    deletions.1.push(ms(*due));
+                }
+                Row::Blob(blob) => blobs.push(blob.clone()),
+            }
+        }
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let mut n = 0;
+        n += client
+            .execute(
+                "INSERT INTO buckets (name, rec) SELECT * FROM unnest($1::TEXT[], $2::JSONB[]) ON CONFLICT DO NOTHING",
+                &[&buckets.0, &buckets.1],
+            )
+            .await
+            .map_err(db_error)?;
+        n += client
+            .execute(
+                "INSERT INTO objects (bucket, key, rec, extents) \
+                 SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::JSONB[], $4::JSONB[]) ON CONFLICT DO NOTHING",
+                &[&objects.0, &objects.1, &objects.2, &objects.3],
+            )
+            .await
+            .map_err(db_error)?;
+        n += client
+            .execute(
+                "INSERT INTO uploads (upload_id, bucket, key, rec) \
+                 SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::JSONB[]) ON CONFLICT DO NOTHING",
+                &[&uploads.0, &uploads.1, &uploads.2, &uploads.3],
+            )
+            .await
+            .map_err(db_error)?;
+        n += client
+            .execute(
+                "INSERT INTO parts (upload_id, part_number, rec) \
+                 SELECT * FROM unnest($1::TEXT[], $2::INT[], $3::JSONB[]) ON CONFLICT DO NOTHING",
+                &[&parts.0, &parts.1, &parts.2],
+            )
+            .await
+            .map_err(db_error)?;
+        n += client
+            .execute(
+                "INSERT INTO completed (upload_id, completed_ms, rec) \
+                 SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::JSONB[]) ON CONFLICT DO NOTHING",
+                &[&completed.0, &completed.1, &completed.2],
+            )
+            .await
+            .map_err(db_error)?;
+        n += client
+            .execute(
+                "INSERT INTO deletions (blob, due_ms) SELECT * FROM unnest($1::TEXT[], $2::BIGINT[]) ON CONFLICT DO NOTHING",
+                &[&deletions.0, &deletions.1],
+            )
+            .await
+            .map_err(db_error)?;
+        n += client
+            .execute(
+                "INSERT INTO blob_index (blob) SELECT * FROM unnest($1::TEXT[]) ON CONFLICT DO NOTHING",
+                &[&blobs],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(n)
+    }
+
+    /// Counts and checksums every table (see [`crate::copy`]), streaming the rows.
+    pub async fn tally(&self) -> Result<crate::copy::Tally> {
+        use crate::copy::{Row, Tally};
+        use futures_util::TryStreamExt;
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let mut tally = Tally::default();
+        let queries: [&str; 7] = [
+            "SELECT rec FROM buckets",
+            "SELECT bucket, key, rec, extents FROM objects",
+            "SELECT bucket, rec FROM uploads",
+            "SELECT upload_id, part_number, rec FROM parts",
+            "SELECT upload_id, rec FROM completed",
+            "SELECT blob, due_ms FROM deletions",
+            "SELECT blob FROM blob_index",
+        ];
+        for (i, sql) in queries.iter().enumerate() {
+            let stream = client
+                .query_raw(*sql, std::iter::empty::<i32>())
+                .await
+                .map_err(db_error)?;
+            let mut stream = std::pin::pin!(stream);
+            while let Some(r) = stream.try_next().await.map_err(db_error)? {
+                let row = match i {
+                    0 => Row::Bucket(r.get::<_, Json<BucketRecord>>(0).0),
+                    1 => {
+                        let Json(mut rec): Json<ObjectRecord> = r.get(2);
+                        rec.extents = r.get::<_, Json<Vec<Extent>>>(3).0;
+                        Row::Object(r.get(0), r.get(1), rec)
+                    }
+                    2 => Row::Upload(r.get(0), r.get::<_, Json<UploadRecord>>(1).0),
+                    3 => Row::Part(r.get(0), r.get::<_, i32>(1) as u32, r.get::<_, Json<PartRecord>>(2).0),
+                    4 => Row::Completed(r.get(0), r.get::<_, Json<CompletedUpload>>(1).0),
+                    5 => Row::Deletion(r.get(0), r.get::<_, i64>(1) as u64),
+                    _ => Row::Blob(r.get(0)),
+                };
+                tally.add(&row)?;
+            }
+        }
+        Ok(tally)
+    }
+}
+
 #[async_trait::async_trait]
 impl MetaStore for PgStore {
     async fn create_bucket(&self, rec: &BucketRecord, acl_given: bool, max_buckets: usize) -> Result<bool> {

@@ -198,6 +198,51 @@ impl RedbStore {
     }
 }
 
+impl RedbStore {
+    /// Every row of the store, table by table, from one read transaction (a consistent
+    /// snapshot): what `kura meta copy` moves into PostgreSQL.
+    pub fn export(&self, f: &mut dyn FnMut(crate::copy::Row) -> Result<()>) -> Result<()> {
+        use crate::copy::Row;
+        let txn = self.db.begin_read().map_err(db_err)?;
+        for item in txn.open_table(BUCKETS).map_err(db_err)?.iter().map_err(db_err)? {
+            let (_, v) = item.map_err(db_err)?;
+            f(Row::Bucket(dec(v.value())?))?;
+        }
+        let extents = txn.open_table(EXTENTS).map_err(db_err)?;
+        for item in txn.open_table(OBJECTS).map_err(db_err)?.iter().map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            let (bucket, key) = k.value();
+            let mut rec: ObjectRecord = dec(v.value())?;
+            if let Some(e) = extents.get((bucket, key)).map_err(db_err)? {
+                rec.extents = dec(e.value())?;
+            }
+            f(Row::Object(bucket.to_string(), key.to_string(), rec))?;
+        }
+        for item in txn.open_table(UPLOADS).map_err(db_err)?.iter().map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            f(Row::Upload(k.value().0.to_string(), dec(v.value())?))?;
+        }
+        for item in txn.open_table(PARTS).map_err(db_err)?.iter().map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            let (id, n) = k.value();
+            f(Row::Part(id.to_string(), n, dec(v.value())?))?;
+        }
+        for item in txn.open_table(COMPLETED).map_err(db_err)?.iter().map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            f(Row::Completed(k.value().to_string(), dec(v.value())?))?;
+        }
+        for item in txn.open_table(DELETIONS).map_err(db_err)?.iter().map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            f(Row::Deletion(k.value().to_string(), v.value()))?;
+        }
+        for item in txn.open_table(BLOB_INDEX).map_err(db_err)?.iter().map_err(db_err)? {
+            let (k, _) = item.map_err(db_err)?;
+            f(Row::Blob(k.value().to_string()))?;
+        }
+        Ok(())
+    }
+}
+
 impl BlockingMetaStore for RedbStore {
     fn create_bucket(&self, rec: &BucketRecord, acl_given: bool, max_buckets: usize) -> Result<bool> {
         let txn = self.db.begin_write().map_err(db_err)?;

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
+use std::sync::Arc;
+
 use kura_core::pg_store::PgStore;
+use kura_core::redb_store::RedbStore;
 
 #[derive(Subcommand, Debug)]
 pub enum MetaCommand {
@@ -55,9 +58,49 @@ pub async fn run(cmd: MetaCommand) -> anyhow::Result<()> {
             println!("applied {n} migration(s); schema version {v}");
             Ok(())
         }
-        MetaCommand::Copy { from, to } => {
-            let _ = (from, to);
-            anyhow::bail!("not built yet")
-        }
+        MetaCommand::Copy { from, to } => copy(&from, &to).await,
     }
+}
+
+async fn copy(from: &std::path::Path, to: &str) -> anyhow::Result<()> {
+    let path = from.join("meta.redb");
+    if !path.is_file() {
+        anyhow::bail!(
+            "{} does not exist: --from must be the data directory of an embedded store",
+            path.display()
+        );
+    }
+    // redb takes an exclusive lock: a running `kura serve` on this directory is refused here.
+    let source = RedbStore::open(&path)
+        .map_err(|e| anyhow::anyhow!("opening {} (stop its kura serve first): {}", path.display(), e.message))?;
+    let target = connect(to, 4).await?;
+    println!(
+        "copying {} into {} (blob files stay in {})",
+        path.display(),
+        target.display_url(),
+        from.display()
+    );
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos} rows copied ({per_sec})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    let progress = |n: u64| bar.set_position(n);
+    let report = kura_core::copy::copy_redb_to_pg(Arc::new(source), &target, &progress).await;
+    bar.finish_and_clear();
+    let report = report.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    println!("{:<12} {:>10}  checksum (both sides)", "table", "rows");
+    for (table, (rows, sum)) in &report.source.0 {
+        println!("{table:<12} {rows:>10}  {sum:032x}");
+    }
+    println!(
+        "verified: {} rows, counts and checksums equal on both sides; {} inserted by this run",
+        report.source.rows(),
+        report.inserted
+    );
+    println!(
+        "next: kura serve --data {} --meta <the URL> (on every gateway)",
+        from.display()
+    );
+    Ok(())
 }
