@@ -16,6 +16,7 @@
 //! `unnest`, which CockroachDB and YugabyteDB also have.
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -91,6 +92,16 @@ CREATE TABLE leader (
 );
 "#,
 )];
+
+/// Statements sent to the database by this process (BEGIN and COMMIT included): each is one
+/// round trip. `kura bench` reads it to report round trips per operation.
+pub static ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one round trip and hands back what it was given (`rt(tx).query(..)`).
+fn rt<T: ?Sized>(x: &T) -> &T {
+    ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
+    x
+}
 
 /// How often a transaction that lost a race is run again before the request fails.
 const ATTEMPTS: u32 = 8;
@@ -289,16 +300,27 @@ impl PgStore {
     /// gateway waits for the first and then skips the step.
     pub async fn migrate(&self) -> Result<usize> {
         let mut client = self.pool.get().await.map_err(pool_error)?;
-        client
-            .batch_execute(
-                "CREATE TABLE IF NOT EXISTS kura_migrations (version INT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+        let known: bool = rt(&client)
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = 'kura_migrations')",
+                &[],
             )
             .await
-            .map_err(db_error)?;
+            .map_err(db_error)?
+            .get(0);
+        if !known {
+            rt(&client)
+                .batch_execute(
+                    "CREATE TABLE IF NOT EXISTS kura_migrations (version INT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+                )
+                .await
+                .map_err(db_error)?;
+        }
         let mut applied = 0;
         for (version, sql) in MIGRATIONS {
             let tx = client.transaction().await.map_err(db_error)?;
-            let inserted = tx
+            let inserted = rt(&tx)
                 .execute(
                     &format!("INSERT INTO kura_migrations (version, applied_ms) VALUES ($1, {NOW_MS}) ON CONFLICT (version) DO NOTHING"),
                     &[version],
@@ -308,7 +330,7 @@ impl PgStore {
             if inserted == 0 {
                 continue;
             }
-            tx.batch_execute(sql).await.map_err(db_error)?;
+            rt(&tx).batch_execute(sql).await.map_err(db_error)?;
             tx.commit().await.map_err(db_error)?;
             tracing::info!(version, "applied metadata schema migration");
             applied += 1;
@@ -319,7 +341,7 @@ impl PgStore {
     /// The newest schema version applied.
     pub async fn schema_version(&self) -> Result<i32> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let row = client
+        let row = rt(&client)
             .query_one("SELECT COALESCE(MAX(version), 0) FROM kura_migrations", &[])
             .await
             .map_err(db_error)?;
@@ -355,13 +377,17 @@ macro_rules! write_tx {
         loop {
             attempt += 1;
             let mut client = $self.pool.get().await.map_err(pool_error)?;
+            ROUND_TRIPS.fetch_add(1, Ordering::Relaxed); // BEGIN
             let txn = client.transaction().await.map_err(db_error)?;
             let out: TxResult<_> = {
                 let $tx = &txn;
                 async { $body }.await
             };
             let fail = match out {
-                Ok(v) => match txn.commit().await {
+                Ok(v) => match {
+                    ROUND_TRIPS.fetch_add(1, Ordering::Relaxed); // COMMIT
+                    txn.commit().await
+                } {
                     Ok(()) => break Ok(v),
                     Err(e) => Fail::Db(e),
                 },
@@ -379,12 +405,13 @@ async fn queue_deletions(tx: &Transaction<'_>, blobs: &[String], due_ms: u64) ->
     if blobs.is_empty() {
         return Ok(());
     }
-    tx.execute(
-        "INSERT INTO deletions (blob, due_ms) SELECT b, $2 FROM unnest($1::TEXT[]) AS t(b) \
+    rt(tx)
+        .execute(
+            "INSERT INTO deletions (blob, due_ms) SELECT b, $2 FROM unnest($1::TEXT[]) AS t(b) \
          ON CONFLICT (blob) DO UPDATE SET due_ms = excluded.due_ms",
-        &[&blobs, &ms(due_ms)],
-    )
-    .await?;
+            &[&blobs, &ms(due_ms)],
+        )
+        .await?;
     Ok(())
 }
 
@@ -392,11 +419,12 @@ async fn index_blobs(tx: &Transaction<'_>, blobs: &[String]) -> TxResult<()> {
     if blobs.is_empty() {
         return Ok(());
     }
-    tx.execute(
-        "INSERT INTO blob_index (blob) SELECT b FROM unnest($1::TEXT[]) AS t(b) ON CONFLICT (blob) DO NOTHING",
-        &[&blobs],
-    )
-    .await?;
+    rt(tx)
+        .execute(
+            "INSERT INTO blob_index (blob) SELECT b FROM unnest($1::TEXT[]) AS t(b) ON CONFLICT (blob) DO NOTHING",
+            &[&blobs],
+        )
+        .await?;
     Ok(())
 }
 
@@ -406,7 +434,7 @@ fn extent_blobs(extents: &[Extent]) -> Vec<String> {
 
 /// Locks the object row (if any) and returns it with its extents.
 async fn lock_object(tx: &Transaction<'_>, bucket: &str, key: &str) -> TxResult<Option<ObjectRecord>> {
-    let row = tx
+    let row = rt(tx)
         .query_opt(
             "SELECT rec, extents FROM objects WHERE bucket = $1 AND key = $2 FOR UPDATE",
             &[&bucket, &key],
@@ -437,14 +465,15 @@ async fn write_object(
     match old {
         Some(old) => {
             queue_deletions(tx, &extent_blobs(&old.extents), delete_due_ms).await?;
-            tx.execute(
-                "UPDATE objects SET rec = $3, extents = $4 WHERE bucket = $1 AND key = $2",
-                &[&bucket, &key, &Json(&head), &Json(&rec.extents)],
-            )
-            .await?;
+            rt(tx)
+                .execute(
+                    "UPDATE objects SET rec = $3, extents = $4 WHERE bucket = $1 AND key = $2",
+                    &[&bucket, &key, &Json(&head), &Json(&rec.extents)],
+                )
+                .await?;
         }
         None => {
-            let inserted = tx
+            let inserted = rt(tx)
                 .execute(
                     "INSERT INTO objects (bucket, key, rec, extents) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (bucket, key) DO NOTHING",
@@ -467,7 +496,7 @@ async fn write_object(
 }
 
 async fn bucket_exists(tx: &Transaction<'_>, bucket: &str) -> TxResult<bool> {
-    Ok(tx
+    Ok(rt(tx)
         .query_opt("SELECT 1 FROM buckets WHERE name = $1", &[&bucket])
         .await?
         .is_some())
@@ -525,14 +554,14 @@ impl PgStore {
         }
         let client = self.pool.get().await.map_err(pool_error)?;
         let mut n = 0;
-        n += client
+        n += rt(&client)
             .execute(
                 "INSERT INTO buckets (name, rec) SELECT * FROM unnest($1::TEXT[], $2::JSONB[]) ON CONFLICT DO NOTHING",
                 &[&buckets.0, &buckets.1],
             )
             .await
             .map_err(db_error)?;
-        n += client
+        n += rt(&client)
             .execute(
                 "INSERT INTO objects (bucket, key, rec, extents) \
                  SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::JSONB[], $4::JSONB[]) ON CONFLICT DO NOTHING",
@@ -540,7 +569,7 @@ impl PgStore {
             )
             .await
             .map_err(db_error)?;
-        n += client
+        n += rt(&client)
             .execute(
                 "INSERT INTO uploads (upload_id, bucket, key, rec) \
                  SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::JSONB[]) ON CONFLICT DO NOTHING",
@@ -548,7 +577,7 @@ impl PgStore {
             )
             .await
             .map_err(db_error)?;
-        n += client
+        n += rt(&client)
             .execute(
                 "INSERT INTO parts (upload_id, part_number, rec) \
                  SELECT * FROM unnest($1::TEXT[], $2::INT[], $3::JSONB[]) ON CONFLICT DO NOTHING",
@@ -556,7 +585,7 @@ impl PgStore {
             )
             .await
             .map_err(db_error)?;
-        n += client
+        n += rt(&client)
             .execute(
                 "INSERT INTO completed (upload_id, completed_ms, rec) \
                  SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::JSONB[]) ON CONFLICT DO NOTHING",
@@ -564,14 +593,14 @@ impl PgStore {
             )
             .await
             .map_err(db_error)?;
-        n += client
+        n += rt(&client)
             .execute(
                 "INSERT INTO deletions (blob, due_ms) SELECT * FROM unnest($1::TEXT[], $2::BIGINT[]) ON CONFLICT DO NOTHING",
                 &[&deletions.0, &deletions.1],
             )
             .await
             .map_err(db_error)?;
-        n += client
+        n += rt(&client)
             .execute(
                 "INSERT INTO blob_index (blob) SELECT * FROM unnest($1::TEXT[]) ON CONFLICT DO NOTHING",
                 &[&blobs],
@@ -597,7 +626,7 @@ impl PgStore {
             "SELECT blob FROM blob_index",
         ];
         for (i, sql) in queries.iter().enumerate() {
-            let stream = client
+            let stream = rt(&client)
                 .query_raw(*sql, std::iter::empty::<i32>())
                 .await
                 .map_err(db_error)?;
@@ -628,23 +657,24 @@ impl MetaStore for PgStore {
     async fn create_bucket(&self, rec: &BucketRecord, acl_given: bool, max_buckets: usize) -> Result<bool> {
         let max = i64::try_from(max_buckets).unwrap_or(i64::MAX);
         write_tx!(self, |tx| {
-            let existing = tx
+            let existing = rt(tx)
                 .query_opt("SELECT rec FROM buckets WHERE name = $1 FOR UPDATE", &[&rec.name])
                 .await?;
             if let Some(row) = existing {
                 let Json(mut b): Json<BucketRecord> = row.get(0);
                 if acl_given && b.acl != rec.acl {
                     b.acl = rec.acl;
-                    tx.execute("UPDATE buckets SET rec = $2 WHERE name = $1", &[&rec.name, &Json(&b)])
+                    rt(tx)
+                        .execute("UPDATE buckets SET rec = $2 WHERE name = $1", &[&rec.name, &Json(&b)])
                         .await?;
                 }
                 return Ok(false);
             }
-            let count: i64 = tx.query_one("SELECT COUNT(*) FROM buckets", &[]).await?.get(0);
+            let count: i64 = rt(tx).query_one("SELECT COUNT(*) FROM buckets", &[]).await?.get(0);
             if count >= max {
                 return Err(Error::new(Code::TooManyBuckets).into());
             }
-            let inserted = tx
+            let inserted = rt(tx)
                 .execute(
                     "INSERT INTO buckets (name, rec) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
                     &[&rec.name, &Json(rec)],
@@ -659,7 +689,7 @@ impl MetaStore for PgStore {
 
     async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let row = client
+        let row = rt(&client)
             .query_opt("SELECT rec FROM buckets WHERE name = $1", &[&name])
             .await
             .map_err(db_error)?;
@@ -668,7 +698,7 @@ impl MetaStore for PgStore {
 
     async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let rows = client
+        let rows = rt(&client)
             .query("SELECT rec FROM buckets ORDER BY name", &[])
             .await
             .map_err(db_error)?;
@@ -677,13 +707,14 @@ impl MetaStore for PgStore {
 
     async fn set_bucket_acl(&self, name: &str, acl: Acl) -> Result<()> {
         write_tx!(self, |tx| {
-            let row = tx
+            let row = rt(tx)
                 .query_opt("SELECT rec FROM buckets WHERE name = $1 FOR UPDATE", &[&name])
                 .await?
                 .ok_or_else(|| no_such_bucket(name))?;
             let Json(mut b): Json<BucketRecord> = row.get(0);
             b.acl = acl;
-            tx.execute("UPDATE buckets SET rec = $2 WHERE name = $1", &[&name, &Json(&b)])
+            rt(tx)
+                .execute("UPDATE buckets SET rec = $2 WHERE name = $1", &[&name, &Json(&b)])
                 .await?;
             Ok(())
         })
@@ -692,7 +723,7 @@ impl MetaStore for PgStore {
     async fn delete_bucket(&self, name: &str) -> Result<()> {
         write_tx!(self, |tx| {
             // The foreign keys of objects and uploads refuse the delete while any remain.
-            match tx.execute("DELETE FROM buckets WHERE name = $1", &[&name]).await {
+            match rt(tx).execute("DELETE FROM buckets WHERE name = $1", &[&name]).await {
                 Ok(0) => Err(no_such_bucket(name).into()),
                 Ok(_) => Ok(()),
                 Err(e) if is_fk_violation(&e) => Err(Error::new(Code::BucketNotEmpty).with_bucket(name).into()),
@@ -709,6 +740,42 @@ impl MetaStore for PgStore {
         condition: &WriteCondition,
         delete_due_ms: u64,
     ) -> Result<()> {
+        if condition.if_match.is_none() {
+            // A new key, the common case: one statement (autocommit) creates the object and
+            // indexes its blobs, or creates nothing when the key is taken.
+            let client = self.pool.get().await.map_err(pool_error)?;
+            let head = ObjectRecord {
+                extents: Vec::new(),
+                ..rec.clone()
+            };
+            let created: i64 = match rt(&client)
+                .query_one(
+                    "WITH ins AS (INSERT INTO objects (bucket, key, rec, extents) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (bucket, key) DO NOTHING RETURNING 1), \
+                     idx AS (INSERT INTO blob_index (blob) SELECT b FROM unnest($5::TEXT[]) AS t(b) \
+                     WHERE EXISTS (SELECT 1 FROM ins) ON CONFLICT (blob) DO NOTHING) \
+                     SELECT COUNT(*) FROM ins",
+                    &[
+                        &bucket,
+                        &key,
+                        &Json(&head),
+                        &Json(&rec.extents),
+                        &extent_blobs(&rec.extents),
+                    ],
+                )
+                .await
+            {
+                Ok(row) => row.get(0),
+                Err(e) if is_fk_violation(&e) => return Err(no_such_bucket(bucket)),
+                Err(e) => return Err(db_error(e)),
+            };
+            if created == 1 {
+                return Ok(());
+            }
+            if condition.forbid_overwrite {
+                return Err(Error::new(Code::FileAlreadyExists).with_key(key));
+            }
+        }
         write_tx!(self, |tx| {
             let old = lock_object(tx, bucket, key).await?;
             condition.check(key, old.as_ref())?;
@@ -720,7 +787,7 @@ impl MetaStore for PgStore {
 
     async fn get_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let row = client
+        let row = rt(&client)
             .query_opt(
                 "SELECT rec, extents FROM objects WHERE bucket = $1 AND key = $2",
                 &[&bucket, &key],
@@ -749,7 +816,7 @@ impl MetaStore for PgStore {
                 }
                 condition.check(key, existing.as_ref())?;
             }
-            let row = tx
+            let row = rt(tx)
                 .query_opt(
                     "DELETE FROM objects WHERE bucket = $1 AND key = $2 RETURNING extents",
                     &[&bucket, &key],
@@ -769,7 +836,7 @@ impl MetaStore for PgStore {
 
     async fn set_object_acl(&self, bucket: &str, key: &str, acl: ObjectAcl) -> Result<()> {
         write_tx!(self, |tx| {
-            let row = tx
+            let row = rt(tx)
                 .query_opt(
                     "SELECT rec FROM objects WHERE bucket = $1 AND key = $2 FOR UPDATE",
                     &[&bucket, &key],
@@ -778,11 +845,12 @@ impl MetaStore for PgStore {
                 .ok_or_else(|| Error::new(Code::NoSuchKey).with_key(key))?;
             let Json(mut rec): Json<ObjectRecord> = row.get(0);
             rec.acl = acl;
-            tx.execute(
-                "UPDATE objects SET rec = $3 WHERE bucket = $1 AND key = $2",
-                &[&bucket, &key, &Json(&rec)],
-            )
-            .await?;
+            rt(tx)
+                .execute(
+                    "UPDATE objects SET rec = $3 WHERE bucket = $1 AND key = $2",
+                    &[&bucket, &key, &Json(&rec)],
+                )
+                .await?;
             Ok(())
         })
     }
@@ -812,7 +880,7 @@ impl MetaStore for PgStore {
              ORDER BY key LIMIT $4"
         );
         let client = self.pool.get().await.map_err(pool_error)?;
-        let rows = client
+        let rows = rt(&client)
             .query(&sql, &[&bucket, &from, &upper, &limit])
             .await
             .map_err(db_error)?;
@@ -824,25 +892,26 @@ impl MetaStore for PgStore {
 
     async fn create_upload(&self, bucket: &str, rec: &UploadRecord) -> Result<()> {
         write_tx!(self, |tx| {
-            tx.execute(
-                "INSERT INTO uploads (upload_id, bucket, key, rec) VALUES ($1, $2, $3, $4)",
-                &[&rec.upload_id, &bucket, &rec.key, &Json(rec)],
-            )
-            .await
-            .map_err(|e| {
-                if is_fk_violation(&e) {
-                    Fail::Kura(no_such_bucket(bucket))
-                } else {
-                    Fail::Db(e)
-                }
-            })?;
+            rt(tx)
+                .execute(
+                    "INSERT INTO uploads (upload_id, bucket, key, rec) VALUES ($1, $2, $3, $4)",
+                    &[&rec.upload_id, &bucket, &rec.key, &Json(rec)],
+                )
+                .await
+                .map_err(|e| {
+                    if is_fk_violation(&e) {
+                        Fail::Kura(no_such_bucket(bucket))
+                    } else {
+                        Fail::Db(e)
+                    }
+                })?;
             Ok(())
         })
     }
 
     async fn get_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Option<UploadRecord>> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let row = client
+        let row = rt(&client)
             .query_opt(
                 "SELECT rec FROM uploads WHERE upload_id = $1 AND bucket = $2 AND key = $3",
                 &[&upload_id, &bucket, &key],
@@ -854,7 +923,7 @@ impl MetaStore for PgStore {
 
     async fn get_completed(&self, upload_id: &str) -> Result<Option<CompletedUpload>> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let row = client
+        let row = rt(&client)
             .query_opt("SELECT rec FROM completed WHERE upload_id = $1", &[&upload_id])
             .await
             .map_err(db_error)?;
@@ -871,10 +940,35 @@ impl MetaStore for PgStore {
         delete_due_ms: u64,
     ) -> Result<()> {
         let number = i32::try_from(part_number).map_err(Error::internal)?;
+        {
+            // A new part number of an open upload that is not sequential, the common case:
+            // one statement (autocommit) holds the upload (shared, as below), records the part
+            // and indexes its blob. Anything else takes the transaction below.
+            let client = self.pool.get().await.map_err(pool_error)?;
+            let row = rt(&client)
+                .query_one(
+                    "WITH up AS (SELECT rec FROM uploads WHERE upload_id = $1 AND bucket = $2 AND key = $3 FOR SHARE), \
+                     ins AS (INSERT INTO parts (upload_id, part_number, rec) SELECT $1, $4, $5 FROM up \
+                     WHERE NOT COALESCE((up.rec->>'sequential')::BOOLEAN, FALSE) \
+                     ON CONFLICT (upload_id, part_number) DO NOTHING RETURNING 1), \
+                     idx AS (INSERT INTO blob_index (blob) SELECT $6 FROM ins ON CONFLICT (blob) DO NOTHING) \
+                     SELECT (SELECT COUNT(*) FROM up), (SELECT COUNT(*) FROM ins)",
+                    &[&upload_id, &bucket, &key, &number, &Json(rec), &rec.blob],
+                )
+                .await
+                .map_err(db_error)?;
+            let (open, recorded): (i64, i64) = (row.get(0), row.get(1));
+            if open == 0 {
+                return Err(no_such_upload(upload_id));
+            }
+            if recorded == 1 {
+                return Ok(());
+            }
+        }
         write_tx!(self, |tx| {
             // Shared: parts of one upload commit side by side; Complete and Abort, which lock
             // the upload for update, wait for them (and they for Complete and Abort).
-            let row = tx
+            let row = rt(tx)
                 .query_opt(
                     "SELECT rec FROM uploads WHERE upload_id = $1 AND bucket = $2 AND key = $3 FOR SHARE",
                     &[&upload_id, &bucket, &key],
@@ -884,9 +978,10 @@ impl MetaStore for PgStore {
             let Json(upload): Json<UploadRecord> = row.get(0);
             if upload.sequential {
                 // Sequential parts are decided one at a time.
-                tx.execute("SELECT 1 FROM uploads WHERE upload_id = $1 FOR UPDATE", &[&upload_id])
+                rt(tx)
+                    .execute("SELECT 1 FROM uploads WHERE upload_id = $1 FOR UPDATE", &[&upload_id])
                     .await?;
-                let last: i32 = tx
+                let last: i32 = rt(tx)
                     .query_one(
                         "SELECT COALESCE(MAX(part_number), 0) FROM parts WHERE upload_id = $1",
                         &[&upload_id],
@@ -897,7 +992,7 @@ impl MetaStore for PgStore {
                     return Err(Error::new(Code::PartNotSequential).into());
                 }
             }
-            let old = tx
+            let old = rt(tx)
                 .query_opt(
                     "SELECT rec FROM parts WHERE upload_id = $1 AND part_number = $2 FOR UPDATE",
                     &[&upload_id, &number],
@@ -907,14 +1002,15 @@ impl MetaStore for PgStore {
                 Some(r) => {
                     let Json(old): Json<PartRecord> = r.get(0);
                     queue_deletions(tx, &[old.blob], delete_due_ms).await?;
-                    tx.execute(
-                        "UPDATE parts SET rec = $3 WHERE upload_id = $1 AND part_number = $2",
-                        &[&upload_id, &number, &Json(rec)],
-                    )
-                    .await?;
+                    rt(tx)
+                        .execute(
+                            "UPDATE parts SET rec = $3 WHERE upload_id = $1 AND part_number = $2",
+                            &[&upload_id, &number, &Json(rec)],
+                        )
+                        .await?;
                 }
                 None => {
-                    let inserted = tx
+                    let inserted = rt(tx)
                         .execute(
                             "INSERT INTO parts (upload_id, part_number, rec) VALUES ($1, $2, $3) \
                              ON CONFLICT (upload_id, part_number) DO NOTHING",
@@ -935,7 +1031,7 @@ impl MetaStore for PgStore {
         let after = i32::try_from(after).unwrap_or(i32::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let client = self.pool.get().await.map_err(pool_error)?;
-        let rows = client
+        let rows = rt(&client)
             .query(
                 "SELECT part_number, rec FROM parts WHERE upload_id = $1 AND part_number > $2 \
                  ORDER BY part_number LIMIT $3",
@@ -969,7 +1065,7 @@ impl MetaStore for PgStore {
             Some(past) => {
                 let from = if past >= prefix { past } else { prefix };
                 let op = if past >= prefix { ">" } else { ">=" };
-                client
+                rt(&client)
                     .query(
                         &format!(
                             "SELECT rec FROM uploads WHERE bucket = $1 AND key {op} $2 \
@@ -980,7 +1076,7 @@ impl MetaStore for PgStore {
                     .await
             }
             None => {
-                client
+                rt(&client)
                     .query(
                         "SELECT rec FROM uploads WHERE bucket = $1 AND key >= $2 \
                          AND ($3::TEXT IS NULL OR key < $3) AND (key, upload_id) > ($4, $5) \
@@ -997,7 +1093,7 @@ impl MetaStore for PgStore {
     async fn complete_upload(&self, req: &CompleteRequest) -> Result<CompletedUpload> {
         let (bucket, key, upload_id) = (req.bucket.as_str(), req.key.as_str(), req.upload_id.as_str());
         write_tx!(self, |tx| {
-            let row = tx
+            let row = rt(tx)
                 .query_opt(
                     "SELECT rec FROM uploads WHERE upload_id = $1 AND bucket = $2 AND key = $3 FOR UPDATE",
                     &[&upload_id, &bucket, &key],
@@ -1006,7 +1102,7 @@ impl MetaStore for PgStore {
             let Some(row) = row else {
                 // A retry of a Complete that succeeded (here or on another gateway) gets
                 // the same answer.
-                let done = tx
+                let done = rt(tx)
                     .query_opt("SELECT rec FROM completed WHERE upload_id = $1", &[&upload_id])
                     .await?;
                 if let Some(r) = done {
@@ -1018,7 +1114,7 @@ impl MetaStore for PgStore {
                 return Err(no_such_upload(upload_id).into());
             };
             let Json(upload): Json<UploadRecord> = row.get(0);
-            let rows = tx
+            let rows = rt(tx)
                 .query(
                     "SELECT part_number, rec FROM parts WHERE upload_id = $1 ORDER BY part_number",
                     &[&upload_id],
@@ -1047,9 +1143,11 @@ impl MetaStore for PgStore {
                 .collect();
             queue_deletions(tx, &unused, req.delete_due_ms).await?;
             write_object(tx, bucket, key, &rec, old.as_ref(), req.delete_due_ms).await?;
-            tx.execute("DELETE FROM parts WHERE upload_id = $1", &[&upload_id])
+            rt(tx)
+                .execute("DELETE FROM parts WHERE upload_id = $1", &[&upload_id])
                 .await?;
-            tx.execute("DELETE FROM uploads WHERE upload_id = $1", &[&upload_id])
+            rt(tx)
+                .execute("DELETE FROM uploads WHERE upload_id = $1", &[&upload_id])
                 .await?;
             let outcome = CompletedUpload {
                 bucket: bucket.to_string(),
@@ -1060,18 +1158,19 @@ impl MetaStore for PgStore {
                 size: rec.size,
                 completed_ms: req.now_ms,
             };
-            tx.execute(
-                "INSERT INTO completed (upload_id, completed_ms, rec) VALUES ($1, $2, $3)",
-                &[&upload_id, &ms(req.now_ms), &Json(&outcome)],
-            )
-            .await?;
+            rt(tx)
+                .execute(
+                    "INSERT INTO completed (upload_id, completed_ms, rec) VALUES ($1, $2, $3)",
+                    &[&upload_id, &ms(req.now_ms), &Json(&outcome)],
+                )
+                .await?;
             Ok(outcome)
         })
     }
 
     async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str, delete_due_ms: u64) -> Result<()> {
         write_tx!(self, |tx| {
-            let gone = tx
+            let gone = rt(tx)
                 .execute(
                     "DELETE FROM uploads WHERE upload_id = $1 AND bucket = $2 AND key = $3",
                     &[&upload_id, &bucket, &key],
@@ -1080,7 +1179,7 @@ impl MetaStore for PgStore {
             if gone == 0 {
                 return Err(no_such_upload(upload_id).into());
             }
-            let rows = tx
+            let rows = rt(tx)
                 .query("DELETE FROM parts WHERE upload_id = $1 RETURNING rec", &[&upload_id])
                 .await?;
             let blobs: Vec<String> = rows.iter().map(|r| r.get::<_, Json<PartRecord>>(0).0.blob).collect();
@@ -1092,7 +1191,7 @@ impl MetaStore for PgStore {
     async fn due_deletions(&self, now_ms: u64, limit: usize) -> Result<Vec<String>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let client = self.pool.get().await.map_err(pool_error)?;
-        let rows = client
+        let rows = rt(&client)
             .query(
                 &format!(
                     "SELECT blob FROM deletions d WHERE due_ms <= $1 AND NOT EXISTS \
@@ -1108,9 +1207,11 @@ impl MetaStore for PgStore {
 
     async fn forget_deletions(&self, blobs: &[String]) -> Result<()> {
         write_tx!(self, |tx| {
-            tx.execute("DELETE FROM deletions WHERE blob = ANY($1)", &[&blobs])
+            rt(tx)
+                .execute("DELETE FROM deletions WHERE blob = ANY($1)", &[&blobs])
                 .await?;
-            tx.execute("DELETE FROM blob_index WHERE blob = ANY($1)", &[&blobs])
+            rt(tx)
+                .execute("DELETE FROM blob_index WHERE blob = ANY($1)", &[&blobs])
                 .await?;
             Ok(())
         })
@@ -1118,7 +1219,7 @@ impl MetaStore for PgStore {
 
     async fn unknown_blobs(&self, ids: &[String]) -> Result<Vec<String>> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let rows = client
+        let rows = rt(&client)
             .query(
                 "SELECT id FROM unnest($1::TEXT[]) AS t(id) \
                  WHERE NOT EXISTS (SELECT 1 FROM blob_index WHERE blob = t.id)",
@@ -1131,12 +1232,12 @@ impl MetaStore for PgStore {
 
     async fn expire_completed(&self, before_ms: u64) -> Result<usize> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let n = client
+        let n = rt(&client)
             .execute("DELETE FROM completed WHERE completed_ms < $1", &[&ms(before_ms)])
             .await
             .map_err(db_error)?;
         // Leases of gateways that died and never withdrew them.
-        client
+        rt(&client)
             .execute(
                 &format!("DELETE FROM read_leases WHERE expires_ms < {NOW_MS} - 60000"),
                 &[],
@@ -1148,7 +1249,7 @@ impl MetaStore for PgStore {
 
     async fn lead(&self, holder: &str, ttl_ms: u64) -> Result<bool> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let row = client
+        let row = rt(&client)
             .query_opt(
                 &format!(
                     "INSERT INTO leader (role, holder, expires_ms) VALUES ('sweeper', $1, {NOW_MS} + $2) \
@@ -1164,21 +1265,23 @@ impl MetaStore for PgStore {
 
     async fn publish_leases(&self, gateway: &str, blobs: &[String], ttl_ms: u64) -> Result<()> {
         write_tx!(self, |tx| {
-            tx.execute(
-                "DELETE FROM read_leases WHERE gateway = $1 AND NOT (blob = ANY($2))",
-                &[&gateway, &blobs],
-            )
-            .await?;
-            if !blobs.is_empty() {
-                tx.execute(
-                    &format!(
-                        "INSERT INTO read_leases (gateway, blob, expires_ms) \
-                         SELECT $1, b, {NOW_MS} + $3 FROM unnest($2::TEXT[]) AS t(b) \
-                         ON CONFLICT (gateway, blob) DO UPDATE SET expires_ms = excluded.expires_ms"
-                    ),
-                    &[&gateway, &blobs, &ms(ttl_ms)],
+            rt(tx)
+                .execute(
+                    "DELETE FROM read_leases WHERE gateway = $1 AND NOT (blob = ANY($2))",
+                    &[&gateway, &blobs],
                 )
                 .await?;
+            if !blobs.is_empty() {
+                rt(tx)
+                    .execute(
+                        &format!(
+                            "INSERT INTO read_leases (gateway, blob, expires_ms) \
+                         SELECT $1, b, {NOW_MS} + $3 FROM unnest($2::TEXT[]) AS t(b) \
+                         ON CONFLICT (gateway, blob) DO UPDATE SET expires_ms = excluded.expires_ms"
+                        ),
+                        &[&gateway, &blobs, &ms(ttl_ms)],
+                    )
+                    .await?;
             }
             Ok(())
         })

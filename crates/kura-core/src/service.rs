@@ -513,8 +513,10 @@ impl Kura {
         check_key(key)?;
         let b = self.bucket(bucket).await?;
         // Early, so a doomed body is not stored; checked again in the transaction.
-        opts.condition
-            .check(key, self.find_object(&b.name, key).await?.as_ref())?;
+        if opts.condition != WriteCondition::default() {
+            opts.condition
+                .check(key, self.find_object(&b.name, key).await?.as_ref())?;
+        }
         let (info, stored) = self.receive(body, &opts.checks).await?;
         let condition = opts.condition.clone();
         let mut rec = object_record(&info, opts);
@@ -615,7 +617,9 @@ impl Kura {
     ) -> Result<ObjectRecord> {
         check_key(key)?;
         self.bucket(bucket).await?;
-        condition.check(key, self.find_object(bucket, key).await?.as_ref())?;
+        if condition != WriteCondition::default() {
+            condition.check(key, self.find_object(bucket, key).await?.as_ref())?;
+        }
         self.space_for(src.size).await?;
         let info = self
             .blobs
@@ -723,12 +727,14 @@ impl Kura {
 
     /// The upload (NoSuchBucket / NoSuchUpload).
     pub async fn upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadRecord> {
-        self.bucket(bucket).await?;
-        let (b, k, u) = (bucket.to_string(), key.to_string(), upload_id.to_string());
-        self.meta
-            .get_upload(&b, &k, &u)
-            .await?
-            .ok_or_else(|| Error::new(Code::NoSuchUpload).with_upload(upload_id))
+        // An upload implies its bucket: the bucket is looked up only to tell which is missing.
+        match self.meta.get_upload(bucket, key, upload_id).await? {
+            Some(up) => Ok(up),
+            None => {
+                self.bucket(bucket).await?;
+                Err(Error::new(Code::NoSuchUpload).with_upload(upload_id))
+            }
+        }
     }
 
     /// Ok if the upload exists or completed recently (a Complete retry may still be answered);

@@ -36,6 +36,13 @@ pub struct BenchArgs {
     /// Concurrent 64 MiB part uploads for the memory check.
     #[arg(long, default_value_t = 64)]
     pub concurrent: usize,
+    /// A PostgreSQL URL: also measure the metadata-bound figures on PostgreSQL (one gateway,
+    /// then two over one database) beside the embedded store, in the same run.
+    #[arg(long)]
+    pub meta: Option<String>,
+    /// Only the backend comparison (with --meta): skip the S3 and memory sections.
+    #[arg(long)]
+    pub meta_only: bool,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -310,11 +317,20 @@ struct Server {
 
 impl Server {
     fn start(data: &Path) -> anyhow::Result<Server> {
+        Self::start_with(data, None)
+    }
+
+    /// A server on `data`, with its metadata in PostgreSQL when `meta` is given.
+    fn start_with(data: &Path, meta: Option<&str>) -> anyhow::Result<Server> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data)
+            .args(
+                meta.map(|m| vec!["--meta", m, "--meta-pool-size", "32"])
+                    .unwrap_or_default(),
+            )
             .args([
                 "--access-key-id",
                 AK,
@@ -446,6 +462,13 @@ async fn bench(args: &BenchArgs, scratch: &Path) -> anyhow::Result<()> {
     );
     println!("reference  MD5 + write + fsync, two streams:     {ceiling:8.0} MB/s");
 
+    if let Some(url) = &args.meta {
+        compare_backends(args, &buf, scratch, url, md5).await?;
+        if args.meta_only {
+            return Ok(());
+        }
+    }
+
     let data = scratch.join("data");
     let server = Server::start(&data)?;
     let client = Client {
@@ -573,6 +596,282 @@ async fn bench(args: &BenchArgs, scratch: &Path) -> anyhow::Result<()> {
         "memory     {} concurrent 64 MiB parts ({:.0} MB/s): server peak RSS {peak:.0} MiB (before {before:.0} MiB, now {now:.0} MiB)",
         args.concurrent,
         (args.concurrent * 64 * MIB) as f64 / MB / secs
+    );
+    Ok(())
+}
+
+/// The figures the metadata store bounds, for one backend setup.
+struct BackendFigures {
+    upload: f64,
+    complete_100_ms: f64,
+    part_rate: f64,
+    complete_many_ms: f64,
+    list_parts_ms: f64,
+    put_rate: f64,
+    put_p50_ms: f64,
+    put_p99_ms: f64,
+}
+
+fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Measures one setup through `clients` (one per gateway; requests alternate between them).
+async fn backend_figures(
+    args: &BenchArgs,
+    buf: &[u8],
+    clients: &[Client],
+    tag: &str,
+) -> anyhow::Result<BackendFigures> {
+    let bucket = format!("bench-{tag}-{}", hex::encode(rand::random::<[u8; 4]>()));
+    let c0 = &clients[0];
+    c0.send_ok(c0.request(reqwest::Method::PUT, &bucket, "", &[])).await?;
+    let pick = |i: usize| &clients[i % clients.len()];
+
+    // 1 GiB in 8 MiB parts, 8 in flight, the parts spread over the gateways.
+    let part = Bytes::from(buf[..8 * MIB].to_vec());
+    let parts = (args.upload_mib / 8).max(1) as u32;
+    let mut rates = Vec::new();
+    for run in 0..args.runs {
+        let key = format!("big-{run}");
+        let t = Instant::now();
+        let id = c0.initiate(&bucket, &key).await?;
+        let sem = std::sync::Arc::new(Semaphore::new(8));
+        let futs = (1..=parts).map(|n| {
+            let (sem, part, bucket, key, id) = (sem.clone(), part.clone(), &bucket, &key, &id);
+            async move {
+                let _permit = sem.acquire().await?;
+                pick(n as usize).upload_part(bucket, key, id, n, part).await
+            }
+        });
+        let etags = try_join_all(futs).await?;
+        pick(1).complete(&bucket, &key, &id, &etags).await?;
+        rates.push((parts as usize * 8 * MIB) as f64 / MB / t.elapsed().as_secs_f64());
+    }
+    let upload = median(rates);
+
+    let small = Bytes::from(buf[..102_400].to_vec());
+    let mut lat100 = Vec::new();
+    for run in 0..args.runs.max(3) {
+        let key = format!("c100-{run}");
+        let id = c0.initiate(&bucket, &key).await?;
+        let etags = c0.upload_parts(&bucket, &key, &id, small.clone(), 100, 16).await?;
+        let t = Instant::now();
+        pick(1).complete(&bucket, &key, &id, &etags).await?;
+        lat100.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+
+    // Many 100 KiB parts, 32 in flight, over the gateways.
+    let key = "many";
+    let id = c0.initiate(&bucket, key).await?;
+    let sem = std::sync::Arc::new(Semaphore::new(32));
+    let t = Instant::now();
+    let futs = (1..=args.many_parts).map(|n| {
+        let (sem, small, bucket, id) = (sem.clone(), small.clone(), &bucket, &id);
+        async move {
+            let _permit = sem.acquire().await?;
+            pick(n as usize).upload_part(bucket, key, id, n, small).await
+        }
+    });
+    let etags = try_join_all(futs).await?;
+    let part_rate = args.many_parts as f64 / t.elapsed().as_secs_f64();
+    let mut list = Vec::new();
+    for i in 0..args.runs.max(5) {
+        let t = Instant::now();
+        let c = pick(i);
+        let r = c
+            .send_ok(c.request(
+                reqwest::Method::GET,
+                &bucket,
+                key,
+                &[("max-parts", "1000"), ("uploadId", &id)],
+            ))
+            .await?;
+        let page: xml::ListPartsResult = xml::from_xml(&r.text().await?).map_err(anyhow::Error::msg)?;
+        if page.parts.len() != 1000.min(args.many_parts as usize) {
+            bail!("ListParts returned {} parts", page.parts.len());
+        }
+        list.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let t = Instant::now();
+    pick(1).complete(&bucket, key, &id, &etags).await?;
+    let complete_many_ms = t.elapsed().as_secs_f64() * 1000.0;
+
+    // Small PutObject: 4 KiB bodies, 64 in flight.
+    let body = Bytes::from(buf[..4096].to_vec());
+    let count = 4000usize;
+    let sem = std::sync::Arc::new(Semaphore::new(64));
+    let t = Instant::now();
+    let futs = (0..count).map(|i| {
+        let (sem, body, bucket) = (sem.clone(), body.clone(), &bucket);
+        async move {
+            let _permit = sem.acquire().await?;
+            let started = Instant::now();
+            let c = pick(i);
+            c.send_ok(
+                c.request(reqwest::Method::PUT, bucket, &format!("small/{i}"), &[])
+                    .body(body),
+            )
+            .await?;
+            Ok::<_, anyhow::Error>(started.elapsed().as_secs_f64() * 1000.0)
+        }
+    });
+    let latencies = try_join_all(futs).await?;
+    let put_rate = count as f64 / t.elapsed().as_secs_f64();
+    Ok(BackendFigures {
+        upload,
+        complete_100_ms: median(lat100),
+        part_rate,
+        complete_many_ms,
+        list_parts_ms: median(list),
+        put_rate,
+        put_p50_ms: percentile(latencies.clone(), 0.5),
+        put_p99_ms: percentile(latencies, 0.99),
+    })
+}
+
+/// A body handed to the core in one piece (the round-trip count below).
+struct OneChunk(Option<Bytes>);
+
+impl kura_core::BodySource for OneChunk {
+    async fn next_chunk(&mut self) -> Option<kura_core::Result<Bytes>> {
+        self.0.take().map(Ok)
+    }
+}
+
+/// Database round trips (statements, BEGIN and COMMIT included) of one PutObject, one
+/// UploadPart and one Complete, through the core service as the server runs them.
+async fn round_trips(url: &str, scratch: &Path) -> anyhow::Result<(u64, u64, u64, u64)> {
+    use kura_core::pg_store::{PgStore, ROUND_TRIPS};
+    use std::sync::atomic::Ordering;
+    let store = PgStore::connect(url, 2)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let kura = kura_core::Kura::open(
+        std::sync::Arc::new(store),
+        &scratch.join("rt"),
+        kura_core::Config::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let bucket = format!("rt-{}", hex::encode(rand::random::<[u8; 4]>()));
+    let err = |e: kura_core::Error| anyhow::anyhow!("{}", e.message);
+    kura.create_bucket(&bucket, None).await.map_err(err)?;
+    let count = ROUND_TRIPS.load(Ordering::Relaxed);
+    let since = |before: u64| ROUND_TRIPS.load(Ordering::Relaxed) - before;
+    let body = || OneChunk(Some(Bytes::from(vec![1u8; 102_400])));
+    kura.put_object(&bucket, "k", &mut body(), Default::default())
+        .await
+        .map_err(err)?;
+    let put = since(count);
+    let id = kura
+        .initiate_upload(&bucket, "m", Default::default())
+        .await
+        .map_err(err)?;
+    let mut etags = Vec::new();
+    let count = ROUND_TRIPS.load(Ordering::Relaxed);
+    let p = kura
+        .upload_part(&bucket, "m", &id, 1, &mut body(), Default::default())
+        .await
+        .map_err(err)?;
+    let part = since(count);
+    etags.push((1, p.etag));
+    for n in 2..=100 {
+        let p = kura
+            .upload_part(&bucket, "m", &id, n, &mut body(), Default::default())
+            .await
+            .map_err(err)?;
+        etags.push((n, p.etag));
+    }
+    let count = ROUND_TRIPS.load(Ordering::Relaxed);
+    kura.complete_upload(
+        &bucket,
+        "m",
+        &id,
+        kura_core::model::PartSelection::Listed(etags),
+        Default::default(),
+    )
+    .await
+    .map_err(err)?;
+    let complete = since(count);
+    let count = ROUND_TRIPS.load(Ordering::Relaxed);
+    kura.head_object(&bucket, "m").await.map_err(err)?;
+    let head = since(count);
+    Ok((put, part, complete, head))
+}
+
+/// The metadata-bound figures on the embedded store, on PostgreSQL with one gateway and with
+/// two gateways over one database, in one run, as ratios to the embedded store.
+async fn compare_backends(args: &BenchArgs, buf: &[u8], scratch: &Path, url: &str, md5: f64) -> anyhow::Result<()> {
+    println!(
+        "backends   embedded redb vs PostgreSQL at {}",
+        kura_core::pg_store::redact_url(url)
+    );
+    let http = || reqwest::Client::builder().pool_max_idle_per_host(128).build();
+    let mut results = Vec::new();
+    for (label, gateways) in [("embedded", 0usize), ("postgres", 1), ("postgres x2", 2)] {
+        let data = scratch.join(format!("cmp-{}", label.replace(' ', "-")));
+        let servers: Vec<Server> = if gateways == 0 {
+            vec![Server::start(&data)?]
+        } else {
+            (0..gateways)
+                .map(|_| Server::start_with(&data, Some(url)))
+                .collect::<anyhow::Result<_>>()?
+        };
+        let clients: Vec<Client> = servers
+            .iter()
+            .map(|s| {
+                Ok(Client {
+                    http: http()?,
+                    endpoint: s.endpoint.clone(),
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let f = backend_figures(args, buf, &clients, &label.replace(' ', "")).await?;
+        drop(servers);
+        let _ = std::fs::remove_dir_all(&data);
+        results.push((label, f));
+    }
+    let base = &results[0].1;
+    println!(
+        "{:<12} {:>16} {:>14} {:>16} {:>16} {:>14} {:>16} {:>18}",
+        "backend",
+        "upload MB/s",
+        "complete 100",
+        "parts/s 100KiB",
+        "complete many",
+        "listparts 1k",
+        "put 4KiB/s",
+        "put p50/p99 ms"
+    );
+    for (label, f) in &results {
+        println!(
+            "{:<12} {:>9.0} {:>5.2}x {:>8.1}ms {:>4.1}x {:>10.0} {:>4.2}x {:>10.0}ms {:>4.1}x {:>8.1}ms {:>4.1}x {:>10.0} {:>4.2}x {:>8.1}/{:.1}",
+            label,
+            f.upload,
+            f.upload / base.upload,
+            f.complete_100_ms,
+            f.complete_100_ms / base.complete_100_ms,
+            f.part_rate,
+            f.part_rate / base.part_rate,
+            f.complete_many_ms,
+            f.complete_many_ms / base.complete_many_ms,
+            f.list_parts_ms,
+            f.list_parts_ms / base.list_parts_ms,
+            f.put_rate,
+            f.put_rate / base.put_rate,
+            f.put_p50_ms,
+            f.put_p99_ms
+        );
+    }
+    println!(
+        "           (upload: {} MiB in 8 MiB parts, 8 in flight; MD5 one core {md5:.0} MB/s; complete many = {} parts; times are latencies, x = ratio to embedded)",
+        (args.upload_mib / 8).max(1) * 8,
+        args.many_parts
+    );
+    let (put, part, complete, head) = round_trips(url, scratch).await?;
+    println!(
+        "round trips to PostgreSQL (statements incl. BEGIN/COMMIT): PutObject {put}, UploadPart {part}, Complete of 100 parts {complete}, HEAD {head}"
     );
     Ok(())
 }
