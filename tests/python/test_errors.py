@@ -411,3 +411,18 @@ def test_error_codes_carry_oss_ec(bucket, v2client):
     with pytest.raises(Exception) as e:
         v2client.head_object(oss.HeadObjectRequest(bucket=bucket.bucket_name, key="nope"))
     assert "0026-00000001" in str(e.value)
+
+
+def test_nul_in_keys_markers_and_upload_ids_is_refused_not_a_server_error(server, bucket_v1):
+    """NUL cannot live in either metadata backend's keys (PostgreSQL TEXT refuses it): a key with
+    one is InvalidObjectName, and NUL in a marker or an upload id is a client error, never 500."""
+    name = bucket_v1.bucket_name
+    r = raw_request(server, "PUT", name, "a\x00b", data=b"x")
+    assert r.status_code == 400 and "<Code>InvalidObjectName</Code>" in r.text
+    r = raw_request(server, "POST", name, "a\x00b", params={"uploads": ""})
+    assert r.status_code == 400 and "<Code>InvalidObjectName</Code>" in r.text
+    for params in ({"marker": "a\x00"}, {"prefix": "\x00"}, {"uploads": "", "key-marker": "k\x00"}):
+        r = raw_request(server, "GET", name, params=params)
+        assert r.status_code in (200, 400), (params, r.status_code, r.text)
+    r = raw_request(server, "GET", name, "k", params={"uploadId": "\x00"})
+    assert r.status_code in (400, 404), r.text

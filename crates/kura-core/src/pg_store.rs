@@ -181,6 +181,16 @@ fn is_retryable(e: &tokio_postgres::Error) -> bool {
 /// A database error as the client sees it: a lost connection or a database that is
 /// starting or stopping is ServiceUnavailable (retry), anything else an internal error.
 fn db_error(e: tokio_postgres::Error) -> Error {
+    if matches!(
+        e.code(),
+        Some(c) if *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *c == SqlState::UNTRANSLATABLE_CHARACTER
+    ) {
+        // A client's string (a marker, an upload id) with a character TEXT cannot hold: NUL.
+        return Error::msg(
+            Code::InvalidArgument,
+            "A parameter contains a character that is not allowed (NUL).",
+        );
+    }
     let unavailable = match e.code() {
         // No SQL state: a lost connection (closed, or an I/O error), or a mistake on this
         // side (a parameter of the wrong type), which is not the database's absence.

@@ -208,6 +208,14 @@ pub fn check_key(key: &str) -> Result<()> {
             "The length of the object name must be between 1 and 1023 bytes.",
         ));
     }
+    if key.contains('\0') {
+        // Neither metadata backend's text columns (PostgreSQL) nor the XML of listings can
+        // carry it; refused the same way on both backends.
+        return Err(Error::msg(
+            Code::InvalidObjectName,
+            "The object name must not contain a NUL character.",
+        ));
+    }
     if key.starts_with('/') || key.starts_with('\\') {
         return Err(Error::msg(
             Code::InvalidObjectName,
@@ -1147,6 +1155,7 @@ mod tests {
         assert!(check_key("../x").is_ok());
         assert!(check_key("").is_err());
         assert!(check_key("/x").is_err());
+        assert!(check_key("a\0b").is_err());
         assert!(check_key(&"k".repeat(1024)).is_err());
         assert_eq!(check_part_number("10000").unwrap(), 10000);
         assert!(check_part_number("0").is_err());
