@@ -66,7 +66,7 @@ class Gateway:
         self.proc = subprocess.Popen(
             [binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--data", data_dir,
              "--access-key-id", AK, "--access-key-secret", SK, "--max-buckets", "1000",
-             "--meta", meta_url, *extra],
+             *([] if "--meta" in extra else ["--meta", meta_url]), *extra],
             stdout=subprocess.PIPE, stderr=self.log, text=True,
         )
         self.gateway_id = None

@@ -368,3 +368,26 @@ def test_unreachable_database_at_start_is_a_clear_error():
     assert r.returncode != 0
     assert "postgres://kura:***@127.0.0.1:1/kura" in r.stderr
     assert "hunter2" not in r.stderr + r.stdout
+
+
+@pytest.mark.skipif(not os.environ.get("KURA_TEST_PG_CA"), reason="needs the test PostgreSQL with TLS")
+def test_tls_to_the_database_is_verified_when_asked(cluster):
+    kura = os.environ.get("KURA_BIN", os.path.join(ROOT, "target", "debug", "kura"))
+    ca = os.environ["KURA_TEST_PG_CA"]
+    verified = f"{cluster.url}?sslmode=verify-full&sslrootcert={ca}"
+    ok = subprocess.run([kura, "meta", "migrate", "--meta", verified], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    # The test CA is not among the public roots: without sslrootcert, verification fails.
+    bad = subprocess.run([kura, "meta", "migrate", "--meta", f"{cluster.url}?sslmode=verify-full"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert "UnknownIssuer" in bad.stderr
+    gw = cluster("--meta", verified)
+    name = new_name()
+    gw.bucket(name).create_bucket()
+    gw.bucket(name).put_object("k", b"over tls")
+    assert gw.bucket(name).get_object("k").read() == b"over tls"
+    db = cluster.url.rsplit("/", 1)[1]
+    encrypted = sql(cluster.url, "SELECT COUNT(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
+                                 f"WHERE a.application_name = 'kura' AND a.datname = '{db}' AND s.ssl")
+    assert int(encrypted) > 0

@@ -171,6 +171,21 @@ pub fn redact_url(url: &str) -> String {
     format!("{scheme}://{authority}{tail}")
 }
 
+/// An error and its causes on one line (the TLS or socket reason under a pool error).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 fn is_retryable(e: &tokio_postgres::Error) -> bool {
     matches!(
         e.code(),
@@ -238,36 +253,160 @@ fn ms(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// A TLS connector trusting the Mozilla roots (webpki-roots): used when the URL's sslmode
-/// asks for TLS (`prefer`, tokio-postgres's default, falls back to plain text when the server
-/// has no TLS).
-fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
-    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config =
-        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map(|b| b.with_root_certificates(roots).with_no_client_auth());
-    match config {
-        Ok(c) => tokio_postgres_rustls::MakeRustlsConnect::new(c),
-        // The ring provider supports the default versions; this is unreachable in practice.
-        Err(e) => panic!("rustls configuration: {e}"),
+/// How to use TLS, read from the URL the way libpq reads it: `sslmode=disable`; `prefer` (the
+/// default) and `require` encrypt without checking the server's certificate (unless
+/// `sslrootcert` names a CA file, which is then checked, as libpq does); `verify-ca` and
+/// `verify-full` check the certificate and the host name against `sslrootcert`, or the Mozilla
+/// roots when none is given. tokio-postgres itself knows only disable/prefer/require and no
+/// `sslrootcert`, so those are taken out of the URL here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsOptions {
+    pub verify: bool,
+    pub root_cert: Option<std::path::PathBuf>,
+}
+
+/// Splits the TLS settings tokio-postgres does not parse off a URL (or key=value string).
+pub fn tls_options(url: &str) -> (String, TlsOptions) {
+    let mut verify = false;
+    let mut root_cert = None;
+    let mut keep = |k: &str, v: &str| -> Option<String> {
+        match (k, v) {
+            ("sslrootcert", path) => {
+                root_cert = Some(std::path::PathBuf::from(path));
+                None
+            }
+            ("sslmode", "verify-ca" | "verify-full") => {
+                verify = true;
+                Some(format!("{k}=require"))
+            }
+            _ => Some(format!("{k}={v}")),
+        }
+    };
+    let rest = if let Some((base, query)) = url.split_once('?') {
+        let kept: Vec<String> = query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                let v = percent_decode(v);
+                keep(k, &v).map(|kv| if k == "sslmode" { kv } else { p.to_string() })
+            })
+            .collect();
+        if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        }
+    } else if !url.contains("://") {
+        url.split_whitespace()
+            .filter_map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                keep(k, v).map(|kv| if k == "sslmode" { kv } else { p.to_string() })
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        url.to_string()
+    };
+    let verify = verify || root_cert.is_some();
+    (rest, TlsOptions { verify, root_cert })
+}
+
+fn percent_decode(v: &str) -> String {
+    percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned()
+}
+
+/// Accepts any server certificate (libpq's `prefer` and `require`: encryption without
+/// authentication), still checking the handshake signatures.
+#[derive(Debug)]
+struct UncheckedServer(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for UncheckedServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls_pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The rustls connector for `opts`.
+fn tls(opts: &TlsOptions) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    use rustls_pki_types::pem::PemObject;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::internal(format!("TLS: {e}")))?;
+    let config = if opts.verify {
+        let mut roots = rustls::RootCertStore::empty();
+        match &opts.root_cert {
+            Some(path) => {
+                let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                    .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
+                    .map_err(|e| Error::internal(format!("sslrootcert {}: {e}", path.display())))?;
+                let (added, _) = roots.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err(Error::internal(format!(
+                        "sslrootcert {}: no certificate in it",
+                        path.display()
+                    )));
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(UncheckedServer(provider)))
+            .with_no_client_auth()
+    };
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 impl PgStore {
     /// Connects (one connection is opened now, so a wrong URL fails here with its reason)
     /// and applies the schema migrations not yet applied.
-    pub async fn connect(url: &str, pool_size: usize) -> Result<PgStore> {
+    /// Errors here are for a person starting a gateway: the whole cause, URL without password.
+    pub async fn connect(url: &str, pool_size: usize) -> std::result::Result<PgStore, String> {
         let store = Self::connect_only(url, pool_size).await?;
         store.migrate().await?;
         Ok(store)
     }
 
     /// Connects without migrating.
-    pub async fn connect_only(url: &str, pool_size: usize) -> Result<PgStore> {
+    pub async fn connect_only(url: &str, pool_size: usize) -> std::result::Result<PgStore, String> {
         let display_url = redact_url(url);
-        let mut cfg = tokio_postgres::Config::from_str(url)
-            .map_err(|e| Error::internal(format!("metadata URL {display_url}: {e}")))?;
+        let (url, tls_opts) = tls_options(url);
+        let connector = tls(&tls_opts).map_err(|e| format!("{display_url}: {}", e.message))?;
+        let mut cfg =
+            tokio_postgres::Config::from_str(&url).map_err(|e| format!("metadata URL {display_url}: {}", chain(&e)))?;
         if cfg.get_connect_timeout().is_none() {
             cfg.connect_timeout(Duration::from_secs(5));
         }
@@ -278,7 +417,7 @@ impl PgStore {
         }
         let mgr = Manager::from_config(
             cfg,
-            tls(),
+            connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -290,13 +429,14 @@ impl PgStore {
             .create_timeout(Some(Duration::from_secs(5)))
             .recycle_timeout(Some(Duration::from_secs(5)))
             .build()
-            .map_err(|e| Error::internal(format!("metadata pool: {e}")))?;
+            .map_err(|e| format!("metadata pool: {e}"))?;
         let store = PgStore { pool, display_url };
         let _first = store.pool.get().await.map_err(|e| {
-            Error::internal(format!(
-                "cannot connect to the metadata database at {}: {e}",
-                store.display_url
-            ))
+            format!(
+                "cannot connect to the metadata database at {}: {}",
+                store.display_url,
+                chain(&e)
+            )
         })?;
         Ok(store)
     }
@@ -308,8 +448,12 @@ impl PgStore {
     /// Applies the migrations not yet applied; returns how many. Gateways starting together
     /// are safe: each step inserts its version row in its own transaction first, so a second
     /// gateway waits for the first and then skips the step.
-    pub async fn migrate(&self) -> Result<usize> {
-        let mut client = self.pool.get().await.map_err(pool_error)?;
+    pub async fn migrate(&self) -> std::result::Result<usize, String> {
+        let mut client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| format!("metadata database {}: {}", self.display_url, chain(&e)))?;
         let known: bool = rt(&client)
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM information_schema.tables \
@@ -317,7 +461,7 @@ impl PgStore {
                 &[],
             )
             .await
-            .map_err(db_error)?
+            .map_err(|e| format!("metadata schema migration: {}", chain(&e)))?
             .get(0);
         if !known {
             rt(&client)
@@ -325,23 +469,31 @@ impl PgStore {
                     "CREATE TABLE IF NOT EXISTS kura_migrations (version INT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
                 )
                 .await
-                .map_err(db_error)?;
+                .map_err(|e| format!("metadata schema migration: {}", chain(&e)))?;
         }
         let mut applied = 0;
         for (version, sql) in MIGRATIONS {
-            let tx = client.transaction().await.map_err(db_error)?;
+            let tx = client
+                .transaction()
+                .await
+                .map_err(|e| format!("metadata schema migration: {}", chain(&e)))?;
             let inserted = rt(&tx)
                 .execute(
                     &format!("INSERT INTO kura_migrations (version, applied_ms) VALUES ($1, {NOW_MS}) ON CONFLICT (version) DO NOTHING"),
                     &[version],
                 )
                 .await
-                .map_err(db_error)?;
+                .map_err(|e| format!("metadata schema migration: {}", chain(&e)))?;
             if inserted == 0 {
                 continue;
             }
-            rt(&tx).batch_execute(sql).await.map_err(db_error)?;
-            tx.commit().await.map_err(db_error)?;
+            rt(&tx)
+                .batch_execute(sql)
+                .await
+                .map_err(|e| format!("metadata schema migration: {}", chain(&e)))?;
+            tx.commit()
+                .await
+                .map_err(|e| format!("metadata schema migration: {}", chain(&e)))?;
             tracing::info!(version, "applied metadata schema migration");
             applied += 1;
         }
@@ -349,12 +501,16 @@ impl PgStore {
     }
 
     /// The newest schema version applied.
-    pub async fn schema_version(&self) -> Result<i32> {
-        let client = self.pool.get().await.map_err(pool_error)?;
+    pub async fn schema_version(&self) -> std::result::Result<i32, String> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| format!("metadata database {}: {}", self.display_url, chain(&e)))?;
         let row = rt(&client)
             .query_one("SELECT COALESCE(MAX(version), 0) FROM kura_migrations", &[])
             .await
-            .map_err(db_error)?;
+            .map_err(|e| format!("metadata schema migration: {}", chain(&e)))?;
         Ok(row.get(0))
     }
 
@@ -1305,6 +1461,30 @@ impl MetaStore for PgStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_settings_as_libpq_reads_them() {
+        let (url, o) =
+            tls_options("postgres://u@h/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x");
+        assert_eq!(url, "postgres://u@h/db?sslmode=require&application_name=x");
+        assert_eq!(
+            o,
+            TlsOptions {
+                verify: true,
+                root_cert: Some("/etc/ca.pem".into())
+            }
+        );
+        let (url, o) = tls_options("postgres://u@h/db?sslmode=require");
+        assert_eq!(url, "postgres://u@h/db?sslmode=require");
+        assert!(!o.verify);
+        let (url, o) = tls_options("postgres://u@h/db?sslrootcert=/ca.pem");
+        assert_eq!(url, "postgres://u@h/db");
+        assert!(o.verify, "a CA file given is checked, as libpq does");
+        let (url, o) = tls_options("host=h sslmode=verify-ca dbname=d");
+        assert_eq!(url, "host=h sslmode=require dbname=d");
+        assert!(o.verify);
+        assert_eq!(tls_options("postgres://u@h/db").0, "postgres://u@h/db");
+    }
 
     #[test]
     fn passwords_are_hidden() {

@@ -745,15 +745,13 @@ impl kura_core::BodySource for OneChunk {
 async fn round_trips(url: &str, scratch: &Path) -> anyhow::Result<(u64, u64, u64, u64)> {
     use kura_core::pg_store::{PgStore, ROUND_TRIPS};
     use std::sync::atomic::Ordering;
-    let store = PgStore::connect(url, 2)
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let store = PgStore::connect(url, 2).await.map_err(anyhow::Error::msg)?;
     let kura = kura_core::Kura::open(
         std::sync::Arc::new(store),
         &scratch.join("rt"),
         kura_core::Config::default(),
     )
-    .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    .map_err(anyhow::Error::msg)?;
     let bucket = format!("rt-{}", hex::encode(rand::random::<[u8; 4]>()));
     let err = |e: kura_core::Error| anyhow::anyhow!("{}", e.message);
     kura.create_bucket(&bucket, None).await.map_err(err)?;

@@ -40,21 +40,16 @@ pub async fn connect(url: &str, pool_size: usize) -> anyhow::Result<PgStore> {
     let display = kura_core::pg_store::redact_url(url);
     PgStore::connect(url, pool_size)
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))
+        .map_err(anyhow::Error::msg)
         .with_context(|| format!("metadata database {display}"))
 }
 
 pub async fn run(cmd: MetaCommand) -> anyhow::Result<()> {
     match cmd {
         MetaCommand::Migrate { meta } => {
-            let store = PgStore::connect_only(&meta, 1)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            let n = store.migrate().await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
-            let v = store
-                .schema_version()
-                .await
-                .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let store = PgStore::connect_only(&meta, 1).await.map_err(anyhow::Error::msg)?;
+            let n = store.migrate().await.map_err(anyhow::Error::msg)?;
+            let v = store.schema_version().await.map_err(anyhow::Error::msg)?;
             println!("applied {n} migration(s); schema version {v}");
             Ok(())
         }
@@ -88,7 +83,7 @@ async fn copy(from: &std::path::Path, to: &str) -> anyhow::Result<()> {
     let progress = |n: u64| bar.set_position(n);
     let report = kura_core::copy::copy_redb_to_pg(Arc::new(source), &target, &progress).await;
     bar.finish_and_clear();
-    let report = report.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let report = report.map_err(anyhow::Error::msg)?;
     println!("{:<12} {:>10}  checksum (both sides)", "table", "rows");
     for (table, (rows, sum)) in &report.source.0 {
         println!("{table:<12} {rows:>10}  {sum:032x}");

@@ -118,7 +118,6 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
-    let creds = settle_credentials(&args)?;
     let cfg = Config {
         region: args.region.clone(),
         deletion_grace: Duration::from_secs(args.deletion_grace_secs),
@@ -138,6 +137,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("opening {}: {e}", args.data.display()))?
         }
     };
+    let creds = settle_credentials(&args)?;
     // Files left by a crash are swept in the background: writes that start meanwhile are
     // registered as in flight, so the sweep cannot take them, and listening need not wait.
     // (With gateways sharing the directory, files that may be another's are spared until
