@@ -1040,16 +1040,23 @@ impl MetaStore for PgStore {
             prefix_successor(prefix)
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // Both bounds are index conditions (a `$3 IS NULL OR` form would leave the upper one a
+        // filter in a generic plan, and a scan past the prefix would run to the bucket's end).
         let lower = if exclusive { "key > $2" } else { "key >= $2" };
-        let sql = format!(
-            "SELECT key, rec FROM objects WHERE bucket = $1 AND {lower} AND ($3::TEXT IS NULL OR key < $3) \
-             ORDER BY key LIMIT $4"
-        );
         let client = self.pool.get().await.map_err(pool_error)?;
-        let rows = rt(&client)
-            .query(&sql, &[&bucket, &from, &upper, &limit])
-            .await
-            .map_err(db_error)?;
+        let rows = match &upper {
+            Some(upper) => {
+                let sql = format!(
+                    "SELECT key, rec FROM objects WHERE bucket = $1 AND {lower} AND key < $3 ORDER BY key LIMIT $4"
+                );
+                rt(&client).query(&sql, &[&bucket, &from, upper, &limit]).await
+            }
+            None => {
+                let sql = format!("SELECT key, rec FROM objects WHERE bucket = $1 AND {lower} ORDER BY key LIMIT $3");
+                rt(&client).query(&sql, &[&bucket, &from, &limit]).await
+            }
+        }
+        .map_err(db_error)?;
         Ok(rows
             .iter()
             .map(|r| (r.get::<_, String>(0), r.get::<_, Json<ObjectRecord>>(1).0))
@@ -1226,29 +1233,36 @@ impl MetaStore for PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let client = self.pool.get().await.map_err(pool_error)?;
         // `key\0` (the service's "past every upload of key") cannot travel as TEXT: it means
-        // keys after `key`.
-        let rows = match after.0.strip_suffix('\0') {
-            Some(past) => {
-                let from = if past >= prefix { past } else { prefix };
-                let op = if past >= prefix { ">" } else { ">=" };
+        // keys after `key`. The key bounds are index conditions; the (key, upload id)
+        // comparison only trims the first key's uploads.
+        let (past, after_id) = match after.0.strip_suffix('\0') {
+            Some(k) => (k, None),
+            None => (after.0, Some(after.1)),
+        };
+        let (from, op, id_cond) = match after_id {
+            _ if past < prefix => (prefix, ">=", ""),
+            Some(_) => (past, ">=", "AND (key, upload_id) > ($2, $4)"),
+            None => (past, ">", ""),
+        };
+        let after_id = after_id.unwrap_or("");
+        let rows = match &upper {
+            Some(upper) => {
+                let sql = format!(
+                    "SELECT rec FROM uploads WHERE bucket = $1 AND key {op} $2 AND key < $3 AND $4::TEXT IS NOT NULL \
+                     {id_cond} ORDER BY key, upload_id LIMIT $5"
+                );
                 rt(&client)
-                    .query(
-                        &format!(
-                            "SELECT rec FROM uploads WHERE bucket = $1 AND key {op} $2 \
-                             AND ($3::TEXT IS NULL OR key < $3) ORDER BY key, upload_id LIMIT $4"
-                        ),
-                        &[&bucket, &from, &upper, &limit],
-                    )
+                    .query(&sql, &[&bucket, &from, upper, &after_id, &limit])
                     .await
             }
             None => {
+                // Every parameter is referenced, so that each has a type.
+                let sql = format!(
+                    "SELECT rec FROM uploads WHERE bucket = $1 AND key {op} $2 AND $3::TEXT IS NULL \
+                     AND $4::TEXT IS NOT NULL {id_cond} ORDER BY key, upload_id LIMIT $5"
+                );
                 rt(&client)
-                    .query(
-                        "SELECT rec FROM uploads WHERE bucket = $1 AND key >= $2 \
-                         AND ($3::TEXT IS NULL OR key < $3) AND (key, upload_id) > ($4, $5) \
-                         ORDER BY key, upload_id LIMIT $6",
-                        &[&bucket, &prefix, &upper, &after.0, &after.1, &limit],
-                    )
+                    .query(&sql, &[&bucket, &from, &upper, &after_id, &limit])
                     .await
             }
         }

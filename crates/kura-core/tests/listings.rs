@@ -2,7 +2,8 @@
 //! markers and page sizes: following the pages returns every entry exactly once, in order,
 //! with the right common prefixes, and always ends. Keys are drawn from an alphabet with the
 //! awkward characters: `/`, U+10FFFF (the largest code point), a control character, a
-//! non-ASCII letter, and empty path segments.
+//! non-ASCII letter, and empty path segments. On the embedded store, or on PostgreSQL when
+//! `KURA_TEST_PG_URL` names a server (scripts/test runs this file once each way).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -95,6 +96,8 @@ struct Store {
     _dir: tempfile::TempDir,
     kura: Arc<Kura>,
     next_bucket: std::cell::Cell<u32>,
+    /// One runtime per thread for the store's life: PostgreSQL connections live on it.
+    rt: tokio::runtime::Runtime,
 }
 
 impl Store {
@@ -104,11 +107,27 @@ impl Store {
             max_buckets: 100_000,
             ..Config::default()
         };
-        let kura = Kura::open_local(dir.path(), cfg).unwrap();
+        let rt = runtime();
+        let kura = match std::env::var("KURA_TEST_PG_URL") {
+            Ok(base) => rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(&format!("{base}/postgres"), tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                let name = format!("kl_{}", hex::encode(rand::random::<[u8; 8]>()));
+                client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+                let store = kura_core::pg_store::PgStore::connect(&format!("{base}/{name}"), 4)
+                    .await
+                    .unwrap();
+                Kura::open(Arc::new(store), dir.path(), cfg).unwrap()
+            }),
+            Err(_) => Kura::open_local(dir.path(), cfg).unwrap(),
+        };
         Store {
             _dir: dir,
             kura,
             next_bucket: std::cell::Cell::new(0),
+            rt,
         }
     }
 
@@ -136,8 +155,7 @@ proptest! {
         marker in text_strategy(),
         page in 1usize..5,
     ) {
-        let rt = runtime();
-        STORE.with(|store| rt.block_on(async {
+        STORE.with(|store| store.rt.block_on(async {
             let k = &store.kura;
             let b = store.bucket().await;
             for key in &keys {
@@ -179,8 +197,7 @@ proptest! {
         page in 1usize..4,
         parts in proptest::collection::btree_set(1u32..40, 0..8),
     ) {
-        let rt = runtime();
-        STORE.with(|store| rt.block_on(async {
+        STORE.with(|store| store.rt.block_on(async {
             let k = &store.kura;
             let b = store.bucket().await;
             // Some keys get two uploads: ids sort by initiation time within a key.
@@ -266,9 +283,8 @@ proptest! {
 /// The case that looped before: keys holding U+10FFFF under a common prefix.
 #[test]
 fn cursor_advances_past_keys_with_the_largest_code_point() {
-    let rt = runtime();
     STORE.with(|store| {
-        rt.block_on(async {
+        store.rt.block_on(async {
             let k = &store.kura;
             let b = store.bucket().await;
             let keys = ["a/\u{10FFFF}\u{10FFFF}\u{10FFFF}\u{10FFFF}\u{10FFFF}", "a/x", "b"];
