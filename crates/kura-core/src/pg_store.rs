@@ -19,10 +19,10 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use deadpool_postgres::{GenericClient, Transaction};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
-use tokio_postgres::Transaction;
 
 use crate::error::{Code, Error, Result};
 use crate::meta::{
@@ -97,10 +97,60 @@ CREATE TABLE leader (
 /// round trip. `kura bench` reads it to report round trips per operation.
 pub static ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
 
-/// Counts one round trip and hands back what it was given (`rt(tx).query(..)`).
-fn rt<T: ?Sized>(x: &T) -> &T {
-    ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
-    x
+/// A connection or transaction whose statements are prepared once per connection (deadpool's
+/// statement cache) and counted: `rt(tx).query(SQL, params)`. Without the cache, every
+/// statement would cost a round trip to prepare it before the one that runs it.
+struct Counted<'a, C: ?Sized>(&'a C);
+
+fn rt<C: GenericClient + ?Sized>(c: &C) -> Counted<'_, C> {
+    Counted(c)
+}
+
+type Param<'p> = &'p (dyn tokio_postgres::types::ToSql + Sync);
+
+impl<C: GenericClient + ?Sized> Counted<'_, C> {
+    async fn prepared(&self, sql: &str) -> std::result::Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        let stmt = self.0.prepare_cached(sql).await?;
+        ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
+        Ok(stmt)
+    }
+
+    async fn query(
+        &self,
+        sql: &str,
+        p: &[Param<'_>],
+    ) -> std::result::Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        let stmt = self.prepared(sql).await?;
+        self.0.query(&stmt, p).await
+    }
+
+    async fn query_one(
+        &self,
+        sql: &str,
+        p: &[Param<'_>],
+    ) -> std::result::Result<tokio_postgres::Row, tokio_postgres::Error> {
+        let stmt = self.prepared(sql).await?;
+        self.0.query_one(&stmt, p).await
+    }
+
+    async fn query_opt(
+        &self,
+        sql: &str,
+        p: &[Param<'_>],
+    ) -> std::result::Result<Option<tokio_postgres::Row>, tokio_postgres::Error> {
+        let stmt = self.prepared(sql).await?;
+        self.0.query_opt(&stmt, p).await
+    }
+
+    async fn execute(&self, sql: &str, p: &[Param<'_>]) -> std::result::Result<u64, tokio_postgres::Error> {
+        let stmt = self.prepared(sql).await?;
+        self.0.execute(&stmt, p).await
+    }
+
+    async fn batch_execute(&self, sql: &str) -> std::result::Result<(), tokio_postgres::Error> {
+        ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
+        self.0.batch_execute(sql).await
+    }
 }
 
 /// How often a transaction that lost a race is run again before the request fails.
@@ -792,7 +842,8 @@ impl PgStore {
             "SELECT blob FROM blob_index",
         ];
         for (i, sql) in queries.iter().enumerate() {
-            let stream = rt(&client)
+            ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
+            let stream = client
                 .query_raw(*sql, std::iter::empty::<i32>())
                 .await
                 .map_err(db_error)?;
