@@ -244,8 +244,9 @@ def test_gateway_killed_mid_upload_the_client_finishes_on_another(cluster):
     import email.utils
     import requests
 
-    a = cluster()
-    b = cluster()
+    # A short deletion grace makes the heartbeat (four lease periods and 2 s) short too.
+    a = cluster("--deletion-grace-secs", "1")
+    b = cluster("--deletion-grace-secs", "1")
     name = new_name()
     a.bucket(name).create_bucket()
     key = "survives-a-crash"
@@ -288,8 +289,9 @@ def test_gateway_killed_mid_upload_the_client_finishes_on_another(cluster):
     assert [(n, e) for n, e, _ in view] == sorted(acked.items())
     for n in (4, 5, 6):
         acked[n] = b.bucket(name).upload_part(key, upload_id, n, datas[n - 1]).etag
-    time.sleep(1.5)
-    # A new gateway sweeps at start: what the dead one left (older than the grace) goes.
+    # Once the dead gateway's heartbeat has lapsed, a new gateway sweeps at start and takes
+    # what it left: its temporary directory and any blob file no row refers to.
+    time.sleep(4)
     c = cluster("--shared-file-grace-secs", "1")
     wait_for(lambda: tmp_files(cluster.data_dir) == [], 20, "the dead gateway's temporary file to be swept")
     infos = [oss2.models.PartInfo(n, e) for n, e in sorted(acked.items())]
@@ -391,3 +393,167 @@ def test_tls_to_the_database_is_verified_when_asked(cluster):
     encrypted = sql(cluster.url, "SELECT COUNT(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
                                  f"WHERE a.application_name = 'kura' AND a.datname = '{db}' AND s.ssl")
     assert int(encrypted) > 0
+
+
+@needs_pg
+def test_database_away_is_503_with_retry_after_in_both_dialects(cluster):
+    import boto3
+    import botocore.config
+    import botocore.exceptions
+    from conftest import raw_request
+
+    gw = cluster()
+    name = new_name()
+    gw.bucket(name).create_bucket()
+    gw.bucket(name).put_object("k", b"kept")
+    s3 = boto3.client("s3", endpoint_url=gw.endpoint, aws_access_key_id=AK, aws_secret_access_key=SK,
+                      region_name="us-east-1",
+                      config=botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"},
+                                                    s3={"addressing_style": "path"}))
+    pg_temp = os.path.join(ROOT, "scripts", "pg-temp")
+    subprocess.run([pg_temp, "pause", os.environ["KURA_TEST_PG_DIR"]], check=True, capture_output=True)
+    try:
+        r = raw_request(gw, "GET", name, "k")
+        assert r.status_code == 503, r.text
+        assert r.headers.get("Retry-After") == "1"
+        assert "<Code>ServiceUnavailable</Code>" in r.text
+        r = raw_request(gw, "PUT", name, "new", data=b"x" * 1000)
+        assert r.status_code == 503, r.text
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            s3.get_object(Bucket=name, Key="k")
+        meta = e.value.response["ResponseMetadata"]
+        assert meta["HTTPStatusCode"] == 503
+        assert meta["HTTPHeaders"].get("retry-after") == "1"
+        assert e.value.response["Error"]["Code"] == "ServiceUnavailable"
+    finally:
+        subprocess.run([pg_temp, "resume", os.environ["KURA_TEST_PG_DIR"]], check=True, capture_output=True)
+
+    def works():
+        try:
+            return gw.bucket(name).get_object("k").read() == b"kept"
+        except oss2.exceptions.OssError:
+            return False
+
+    wait_for(works, 15, "reads to work again once the database is back")
+    assert s3.get_object(Bucket=name, Key="k")["Body"].read() == b"kept"
+    # The refused write left no object behind.
+    with pytest.raises(oss2.exceptions.NoSuchKey):
+        gw.bucket(name).get_object("new")
+
+
+@needs_pg
+def test_a_sweep_leaves_a_live_gateways_temporary_directory_alone(cluster):
+    a = cluster()
+    name = new_name()
+    a.bucket(name).create_bucket()
+    a.bucket(name).put_object("before", b"x")
+    own = os.path.join(cluster.data_dir, "tmp", a.gateway_id)
+    assert os.path.isdir(own)
+    time.sleep(2.5)
+    # A gateway starting with a short grace sweeps at once: A is alive (it publishes its
+    # heartbeat), so its directory stays, and A keeps accepting uploads.
+    cluster("--shared-file-grace-secs", "1")
+    time.sleep(2)
+    assert os.path.isdir(own)
+    a.bucket(name).put_object("after", b"y" * 700_000)
+    up = a.bucket(name).init_multipart_upload("mp").upload_id
+    a.bucket(name).upload_part("mp", up, 1, b"z" * 1000)
+
+
+@needs_pg
+def test_concurrent_parts_of_a_sequential_upload_never_fail_with_500(cluster):
+    a, b = cluster(), cluster()
+    name = new_name()
+    a.bucket(name).create_bucket()
+    up = a.bucket(name).init_multipart_upload("seq", params={"sequential": ""}).upload_id
+    results = {}
+    barrier = threading.Barrier(12)
+
+    def part(n):
+        barrier.wait()
+        gw = a if n % 2 else b
+        try:
+            gw.bucket(name).upload_part("seq", up, n, os.urandom(1000))
+            results[n] = 200
+        except oss2.exceptions.OssError as e:
+            results[n] = (e.status, e.code)
+
+    threads = [threading.Thread(target=part, args=(n,)) for n in range(1, 13)]
+    started = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert time.time() - started < 20
+    assert results[1] == 200
+    assert all(r == 200 or r[1] == "PartNotSequential" for r in results.values()), results
+
+
+@needs_pg
+def test_churn_on_one_key_across_gateways_is_never_a_server_error(cluster):
+    a, b = cluster(), cluster()
+    name = new_name()
+    a.bucket(name).create_bucket()
+    failures = []
+    stop = time.time() + 4
+
+    def churn(gw, i):
+        bk = gw.bucket(name)
+        while time.time() < stop:
+            try:
+                if random.random() < 0.5:
+                    bk.put_object("churn", os.urandom(100))
+                else:
+                    bk.delete_object("churn")
+            except oss2.exceptions.ServerError as e:
+                failures.append((e.status, e.code))
+
+    threads = [threading.Thread(target=churn, args=(gw, i)) for gw in (a, b) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(status == 503 for status, _ in failures), failures
+
+
+@needs_pg
+def test_a_commit_that_comes_after_the_orphan_sweep_fails_instead_of_losing_bytes(cluster):
+    """A part whose blob file is renamed into place but whose commit is held up (here by a
+    session holding the upload's row) past --shared-file-grace-secs: another gateway's sweep
+    claims and deletes the file. The part must then be refused, never acknowledged."""
+    a = cluster()
+    name = new_name()
+    a.bucket(name).create_bucket()
+    key = "held"
+    up = a.bucket(name).init_multipart_upload(key).upload_id
+    first = os.urandom(200 * 1024)
+    e1 = a.bucket(name).upload_part(key, up, 1, first).etag
+    held = subprocess.Popen([os.path.join(os.environ["KURA_TEST_PG_BIN"], "psql"), "-d", cluster.url, "-c",
+                             f"BEGIN; SELECT 1 FROM uploads WHERE upload_id = '{up}' FOR UPDATE; "
+                             "SELECT pg_sleep(7); COMMIT;"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    outcome = {}
+    second = os.urandom(200 * 1024)
+
+    def part2():
+        try:
+            outcome["etag"] = a.bucket(name).upload_part(key, up, 2, second).etag
+        except oss2.exceptions.OssError as e:
+            outcome["error"] = (e.status, e.code)
+
+    t = threading.Thread(target=part2)
+    t.start()
+    time.sleep(3)
+    cluster("--shared-file-grace-secs", "2")  # sweeps at start
+    t.join()
+    held.wait(timeout=30)
+    if "etag" in outcome:
+        # Acknowledged: then its bytes must be there.
+        infos = [oss2.models.PartInfo(1, e1), oss2.models.PartInfo(2, outcome["etag"])]
+    else:
+        assert outcome["error"][0] == 500, outcome
+        infos = [oss2.models.PartInfo(1, e1),
+                 oss2.models.PartInfo(2, a.bucket(name).upload_part(key, up, 2, second).etag)]
+    a.bucket(name).complete_multipart_upload(key, up, infos)
+    assert a.bucket(name).get_object(key).read() == first + second

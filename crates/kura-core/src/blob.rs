@@ -81,6 +81,45 @@ impl Leases {
     }
 }
 
+/// What an orphan sweep must respect when other gateways share the directory.
+#[derive(Debug, Clone, Default)]
+pub struct Sharing {
+    /// Ids of the gateways alive now (their temporary directories are left alone).
+    pub live: HashSet<String>,
+    /// How old an unknown blob file must be before it is a candidate.
+    pub grace: Duration,
+}
+
+/// Empties and removes the temporary directory of a gateway that is gone (this store's
+/// earlier runs, or a dead peer): no writer is left, whatever the files' age.
+fn remove_dead_tmp(dir: &Path) -> usize {
+    let mut removed = 0;
+    if let Ok(rd) = fs::read_dir(dir) {
+        for entry in rd.flatten() {
+            if fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
+    removed
+}
+
+/// Creates a temporary file, and its directory if a sweep removed it (a gateway's directory
+/// is only removed once the gateway is gone, but a directory removed by hand must not stop
+/// every upload).
+fn create_tmp(path: &Path) -> io::Result<File> {
+    match File::create_new(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            File::create_new(path)
+        }
+        other => other,
+    }
+}
+
 pub struct BlobStore {
     root: PathBuf,
     /// This process's temporary directory, `tmp/<gateway id>`: another gateway's sweep
@@ -209,6 +248,21 @@ impl BlobStore {
         self.leases.lock().contains_key(id)
     }
 
+    /// Removes the temporary directories of gateways not in `live` (and not this one): a
+    /// cheap look at `tmp/` that the leader takes every few seconds, so that what a killed
+    /// gateway left goes soon after its heartbeat lapses.
+    pub fn sweep_dead_tmp(&self, live: &HashSet<String>) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in fs::read_dir(self.root.join("tmp"))? {
+            let p = entry?.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if p != self.tmp && p.is_dir() && !live.contains(name) {
+                removed += remove_dead_tmp(&p);
+            }
+        }
+        Ok(removed)
+    }
+
     /// The blobs readers of this process hold now.
     pub fn leased_ids(&self) -> Vec<String> {
         self.leases.lock().keys().cloned().collect()
@@ -286,24 +340,32 @@ impl BlobStore {
     }
 
     /// Removes files left by writers that died: temporary files older than `tmp_grace` that
-    /// no writer in this process owns, and blob files that no metadata knows and no writer in
-    /// this process is about to commit. `unknown` answers, for a batch of ids, which ones the
-    /// metadata store does not know. With `shared_grace` (other gateways write to this
-    /// directory too), files that may be theirs (other gateways' temporary files, blob files)
-    /// are only removed once that old (see `Config::shared_file_grace`).
+    /// no writer in this process owns (and every file of a dead gateway's temporary
+    /// directory), and blob files that no metadata knows and no writer in this process is
+    /// about to commit.
     ///
-    /// The order makes it safe against writes in progress, whatever their speed: first the
-    /// directory walk, then (per batch) a snapshot of the in-flight set, then the metadata
-    /// lookup. A blob seen in the walk was registered before its file existed; if it has left
-    /// the set by the snapshot, its commit happened before the lookup, which then sees it (the
-    /// registration is dropped only once the commit has finished, so a request cancelled
-    /// mid-commit cannot release it early).
+    /// `sharing`: other gateways write to this directory too. Their temporary directories are
+    /// left alone while they are live (`live` names them; a dead gateway's id never comes
+    /// back), and a blob file is a candidate only once older than `grace`.
+    ///
+    /// `claim` takes a batch of candidate ids and returns those the metadata does not know,
+    /// claimed for deletion (PostgreSQL: marked in the blob index, so that a commit still
+    /// racing for one of them fails instead of referring to a deleted file); `forget` is
+    /// told which were deleted.
+    ///
+    /// The order makes it safe against writes in progress in this process, whatever their
+    /// speed: first the directory walk, then (per batch) a snapshot of the in-flight set, then
+    /// the metadata. A blob seen in the walk was registered before its file existed; if it has
+    /// left the set by the snapshot, its commit happened before the lookup, which then sees
+    /// it (the registration is dropped only once the commit has finished, so a request
+    /// cancelled mid-commit cannot release it early).
     /// Memory stays at one batch of ids, whatever the number of blobs.
     pub fn sweep_orphans(
         &self,
         tmp_grace: Duration,
-        shared_grace: Option<Duration>,
-        unknown: &dyn Fn(&[String]) -> io::Result<Vec<String>>,
+        sharing: Option<&Sharing>,
+        claim: &dyn Fn(&[String]) -> io::Result<Vec<String>>,
+        forget: &dyn Fn(&[String]) -> io::Result<()>,
     ) -> io::Result<usize> {
         const BATCH_IDS: usize = 4096;
         let now = SystemTime::now();
@@ -315,9 +377,9 @@ impl BlobStore {
                 .is_some_and(|age| age >= limit)
         };
         let mut removed = 0;
-        let foreign_grace = shared_grace.unwrap_or(Duration::ZERO).max(tmp_grace);
         for entry in fs::read_dir(self.root.join("tmp"))? {
             let p = entry?.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
             if p == self.tmp {
                 for entry in fs::read_dir(&p)? {
                     let p = entry?.path();
@@ -330,34 +392,43 @@ impl BlobStore {
                     }
                 }
             } else if p.is_dir() {
-                // Another gateway's (or a dead one's) directory: by age only.
-                for entry in fs::read_dir(&p)? {
-                    let f = entry?.path();
-                    if older_than(&f, foreign_grace) && fs::remove_file(&f).is_ok() {
-                        removed += 1;
-                    }
+                if sharing.is_some_and(|s| s.live.contains(&name)) {
+                    continue; // a live gateway's writes: its own business
                 }
-                if older_than(&p, foreign_grace) {
-                    let _ = fs::remove_dir(&p); // only if empty
-                }
-            } else if older_than(&p, foreign_grace) && fs::remove_file(&p).is_ok() {
+                removed += remove_dead_tmp(&p);
+            } else if sharing.is_none() && older_than(&p, tmp_grace) && fs::remove_file(&p).is_ok() {
                 // A file directly under tmp/ (the layout before per-gateway directories).
                 removed += 1;
             }
         }
         let mut sweep_batch = |batch: &mut Vec<String>| -> io::Result<()> {
-            let in_flight: HashSet<String> = {
+            let candidates: Vec<String> = {
                 let set = self.in_flight.lock();
-                batch.iter().filter(|id| set.contains(*id)).cloned().collect()
+                batch
+                    .iter()
+                    .filter(|id| !set.contains(*id) && !self.is_leased(id))
+                    .filter(|id| sharing.is_none_or(|s| older_than(&self.path(id), s.grace)))
+                    .cloned()
+                    .collect()
             };
-            for id in unknown(batch)? {
-                let young = shared_grace.is_some_and(|g| !older_than(&self.path(&id), g));
-                if !in_flight.contains(&id) && !self.is_leased(&id) && !young && fs::remove_file(self.path(&id)).is_ok()
-                {
-                    removed += 1;
+            batch.clear();
+            if candidates.is_empty() {
+                return Ok(());
+            }
+            let mut deleted = Vec::new();
+            for id in claim(&candidates)? {
+                match fs::remove_file(self.path(&id)) {
+                    Ok(()) => {
+                        removed += 1;
+                        deleted.push(id);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => deleted.push(id),
+                    Err(_) => {}
                 }
             }
-            batch.clear();
+            if !deleted.is_empty() {
+                forget(&deleted)?;
+            }
             Ok(())
         };
         let mut batch = Vec::with_capacity(BATCH_IDS);
@@ -434,7 +505,7 @@ impl BlobWriter {
             let mut st = match state {
                 Some(s) => s,
                 None => WriterState {
-                    file: BufWriter::with_capacity(IO_CHUNK, File::create_new(&tmp)?),
+                    file: BufWriter::with_capacity(IO_CHUNK, create_tmp(&tmp)?),
                     md5: Md5::new(),
                     crc: Crc64::new(),
                     extra: extra.iter().map(|a| (*a, Hasher::new(*a))).collect(),

@@ -287,8 +287,9 @@ pub trait MetaStore: Send + Sync + 'static {
         Ok(true)
     }
     /// Publishes the blobs `gateway` is reading (replacing what it published before), valid
-    /// for `ttl_ms`; [`MetaStore::due_deletions`] skips blobs leased by any live gateway. A
-    /// single-process store needs none: its sweeper sees the readers' leases in memory.
+    /// for `ttl_ms`, and that the gateway is alive for as long; [`MetaStore::due_deletions`]
+    /// skips blobs leased by any live gateway. A single-process store needs none: its sweeper
+    /// sees the readers' leases in memory.
     async fn publish_leases(&self, _gateway: &str, _blobs: &[String], _ttl_ms: u64) -> Result<()> {
         Ok(())
     }
@@ -296,6 +297,21 @@ pub trait MetaStore: Send + Sync + 'static {
     /// then cannot see their writes in flight and leaves young files alone.
     fn shared(&self) -> bool {
         false
+    }
+    /// Of `ids` (blob files the orphan sweep would delete), those the metadata does not know,
+    /// claimed so that no commit can refer to them any more. A single-process store needs no
+    /// claim: its sweep sees the process's writes in flight.
+    async fn claim_orphans(&self, ids: &[String]) -> Result<Vec<String>> {
+        self.unknown_blobs(ids).await
+    }
+    /// Drops the claims of orphans whose files are gone.
+    async fn forget_orphans(&self, _ids: &[String]) -> Result<()> {
+        Ok(())
+    }
+    /// The gateways alive now (those that published within their lease time); None for a
+    /// single-process store.
+    async fn live_gateways(&self) -> Result<Option<Vec<String>>> {
+        Ok(None)
     }
 }
 

@@ -37,9 +37,10 @@ use crate::service::prefix_successor;
 const NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
 /// Versioned schema steps, applied in order, each in its own transaction, once.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE buckets (
     name TEXT PRIMARY KEY,
     rec JSONB NOT NULL
@@ -91,7 +92,19 @@ CREATE TABLE leader (
     expires_ms BIGINT NOT NULL
 );
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+ALTER TABLE blob_index ADD COLUMN orphan BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE blob_index ADD COLUMN claimed_ms BIGINT;
+CREATE TABLE gateways (
+    id TEXT PRIMARY KEY,
+    expires_ms BIGINT NOT NULL
+);
+"#,
+    ),
+];
 
 /// Statements sent to the database by this process (BEGIN and COMMIT included): each is one
 /// round trip. `kura bench` reads it to report round trips per operation.
@@ -152,6 +165,10 @@ impl<C: GenericClient + ?Sized> Counted<'_, C> {
         self.0.batch_execute(sql).await
     }
 }
+
+/// How often a lock-or-insert looks again inside one transaction when another request's insert
+/// took the row between the two.
+const IN_TX_TRIES: usize = 16;
 
 /// How often a transaction that lost a race is run again before the request fails.
 const ATTEMPTS: u32 = 8;
@@ -273,7 +290,7 @@ fn db_error(e: tokio_postgres::Error) -> Error {
         tracing::warn!(error = %e, "metadata database unavailable");
         Error::new(Code::ServiceUnavailable)
     } else {
-        Error::internal(format!("metadata database: {e}"))
+        Error::internal(format!("metadata database: {}", chain(&e)))
     }
 }
 
@@ -504,7 +521,7 @@ impl PgStore {
             .get()
             .await
             .map_err(|e| format!("metadata database {}: {}", self.display_url, chain(&e)))?;
-        let known: bool = rt(&client)
+        let mut known: bool = rt(&client)
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM information_schema.tables \
                  WHERE table_schema = current_schema() AND table_name = 'kura_migrations')",
@@ -513,13 +530,24 @@ impl PgStore {
             .await
             .map_err(|e| format!("metadata schema migration: {}", chain(&e)))?
             .get(0);
-        if !known {
-            rt(&client)
+        // Gateways starting together on an empty database race to create the table: IF NOT
+        // EXISTS does not stop the loser's duplicate-key error on the type, so it tries again.
+        let mut tries = 0;
+        while !known {
+            known = match rt(&client)
                 .batch_execute(
                     "CREATE TABLE IF NOT EXISTS kura_migrations (version INT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
                 )
                 .await
-                .map_err(|e| format!("metadata schema migration: {}", chain(&e)))?;
+            {
+                Ok(()) => true,
+                Err(e) if tries < 5 && e.code().is_some() => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50 + rand::random::<u64>() % 200)).await;
+                    false
+                }
+                Err(e) => return Err(format!("metadata schema migration: {}", chain(&e))),
+            };
         }
         let mut applied = 0;
         for (version, sql) in MIGRATIONS {
@@ -569,6 +597,14 @@ impl PgStore {
     }
 }
 
+fn busy() -> Error {
+    tracing::warn!("a metadata write kept losing races; the client is asked to retry");
+    Error::msg(
+        Code::ServiceUnavailable,
+        "Too many requests are writing the same object or upload at once; please retry.",
+    )
+}
+
 /// Whether to run a failed transaction again: a lost race is, a few times, after a short
 /// random pause; anything else is the answer.
 async fn give_up(fail: Fail, attempt: u32) -> Option<Error> {
@@ -576,7 +612,9 @@ async fn give_up(fail: Fail, attempt: u32) -> Option<Error> {
         Fail::Kura(e) => return Some(e),
         Fail::Retry if attempt < ATTEMPTS => {}
         Fail::Db(e) if is_retryable(&e) && attempt < ATTEMPTS => {}
-        Fail::Retry => return Some(Error::internal("a metadata write kept losing races; giving up")),
+        // Contention, not a fault: the client is asked to come back (503, Retry-After).
+        Fail::Retry => return Some(busy()),
+        Fail::Db(e) if is_retryable(&e) => return Some(busy()),
         Fail::Db(e) => return Some(db_error(e)),
     }
     let pause = rand::random::<u64>() % (5 * u64::from(attempt)) + 1;
@@ -617,15 +655,21 @@ macro_rules! write_tx {
 }
 
 /// Queues blobs for deletion (one statement for any number).
+/// Queues blobs for deletion (one statement for any number). The due time is kept on the
+/// database's clock (the grace the caller asked for, from now), like the leases and the
+/// leader's term, so that the gateways' clocks need not agree.
 async fn queue_deletions(tx: &Transaction<'_>, blobs: &[String], due_ms: u64) -> TxResult<()> {
     if blobs.is_empty() {
         return Ok(());
     }
+    let grace_ms = due_ms.saturating_sub(kura_proto::timefmt::now_millis());
     rt(tx)
         .execute(
-            "INSERT INTO deletions (blob, due_ms) SELECT b, $2 FROM unnest($1::TEXT[]) AS t(b) \
-         ON CONFLICT (blob) DO UPDATE SET due_ms = excluded.due_ms",
-            &[&blobs, &ms(due_ms)],
+            &format!(
+                "INSERT INTO deletions (blob, due_ms) SELECT b, {NOW_MS} + $2 FROM unnest($1::TEXT[]) AS t(b) \
+                 ON CONFLICT (blob) DO UPDATE SET due_ms = excluded.due_ms"
+            ),
+            &[&blobs, &ms(grace_ms)],
         )
         .await?;
     Ok(())
@@ -637,7 +681,7 @@ async fn index_blobs(tx: &Transaction<'_>, blobs: &[String]) -> TxResult<()> {
     }
     rt(tx)
         .execute(
-            "INSERT INTO blob_index (blob) SELECT b FROM unnest($1::TEXT[]) AS t(b) ON CONFLICT (blob) DO NOTHING",
+            "INSERT INTO blob_index (blob) SELECT b FROM unnest($1::TEXT[]) AS t(b)",
             &[&blobs],
         )
         .await?;
@@ -664,8 +708,9 @@ async fn lock_object(tx: &Transaction<'_>, bucket: &str, key: &str) -> TxResult<
     }))
 }
 
-/// Writes the object over `old` (locked by [`lock_object`]), queueing the old blobs. An insert
-/// that finds the key taken meanwhile restarts the transaction.
+/// Writes the object over `old` (locked by [`lock_object`]), queueing the old blobs. False when
+/// there was no object and an insert by another request took the key meanwhile: the caller
+/// locks and checks again.
 async fn write_object(
     tx: &Transaction<'_>,
     bucket: &str,
@@ -673,7 +718,7 @@ async fn write_object(
     rec: &ObjectRecord,
     old: Option<&ObjectRecord>,
     delete_due_ms: u64,
-) -> TxResult<()> {
+) -> TxResult<bool> {
     let head = ObjectRecord {
         extents: Vec::new(),
         ..rec.clone()
@@ -703,12 +748,30 @@ async fn write_object(
                         Fail::Db(e)
                     }
                 })?;
-            if inserted == 0 {
-                return Err(Fail::Retry);
-            }
+            return Ok(inserted == 1);
         }
     }
-    Ok(())
+    Ok(true)
+}
+
+/// Locks the object row, checks `condition` against it, and writes `rec` over it (or inserts
+/// it), looking again when an insert by another request takes the key meanwhile.
+async fn put_object_locked(
+    tx: &Transaction<'_>,
+    bucket: &str,
+    key: &str,
+    rec: &ObjectRecord,
+    condition: &WriteCondition,
+    delete_due_ms: u64,
+) -> TxResult<()> {
+    for _ in 0..IN_TX_TRIES {
+        let old = lock_object(tx, bucket, key).await?;
+        condition.check(key, old.as_ref())?;
+        if write_object(tx, bucket, key, rec, old.as_ref(), delete_due_ms).await? {
+            return Ok(());
+        }
+    }
+    Err(Fail::Retry)
 }
 
 async fn bucket_exists(tx: &Transaction<'_>, bucket: &str) -> TxResult<bool> {
@@ -970,7 +1033,7 @@ impl MetaStore for PgStore {
                     "WITH ins AS (INSERT INTO objects (bucket, key, rec, extents) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (bucket, key) DO NOTHING RETURNING 1), \
                      idx AS (INSERT INTO blob_index (blob) SELECT b FROM unnest($5::TEXT[]) AS t(b) \
-                     WHERE EXISTS (SELECT 1 FROM ins) ON CONFLICT (blob) DO NOTHING) \
+                     WHERE EXISTS (SELECT 1 FROM ins)) \
                      SELECT COUNT(*) FROM ins",
                     &[
                         &bucket,
@@ -994,9 +1057,7 @@ impl MetaStore for PgStore {
             }
         }
         write_tx!(self, |tx| {
-            let old = lock_object(tx, bucket, key).await?;
-            condition.check(key, old.as_ref())?;
-            write_object(tx, bucket, key, rec, old.as_ref(), delete_due_ms).await?;
+            put_object_locked(tx, bucket, key, rec, condition, delete_due_ms).await?;
             index_blobs(tx, &extent_blobs(&rec.extents)).await?;
             Ok(())
         })
@@ -1164,7 +1225,7 @@ impl MetaStore for PgStore {
         delete_due_ms: u64,
     ) -> Result<()> {
         let number = i32::try_from(part_number).map_err(Error::internal)?;
-        {
+        let sequential = {
             // A new part number of an open upload that is not sequential, the common case:
             // one statement (autocommit) holds the upload (shared, as below), records the part
             // and indexes its blob. Anything else takes the transaction below.
@@ -1175,36 +1236,41 @@ impl MetaStore for PgStore {
                      ins AS (INSERT INTO parts (upload_id, part_number, rec) SELECT $1, $4, $5 FROM up \
                      WHERE NOT COALESCE((up.rec->>'sequential')::BOOLEAN, FALSE) \
                      ON CONFLICT (upload_id, part_number) DO NOTHING RETURNING 1), \
-                     idx AS (INSERT INTO blob_index (blob) SELECT $6 FROM ins ON CONFLICT (blob) DO NOTHING) \
-                     SELECT (SELECT COUNT(*) FROM up), (SELECT COUNT(*) FROM ins)",
+                     idx AS (INSERT INTO blob_index (blob) SELECT $6 FROM ins) \
+                     SELECT (SELECT COUNT(*) FROM up), (SELECT COUNT(*) FROM ins), \
+                     (SELECT COUNT(*) FROM up WHERE COALESCE((up.rec->>'sequential')::BOOLEAN, FALSE))",
                     &[&upload_id, &bucket, &key, &number, &Json(rec), &rec.blob],
                 )
                 .await
                 .map_err(db_error)?;
-            let (open, recorded): (i64, i64) = (row.get(0), row.get(1));
+            let (open, recorded, sequential): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
             if open == 0 {
                 return Err(no_such_upload(upload_id));
             }
             if recorded == 1 {
                 return Ok(());
             }
-        }
+            sequential > 0
+        };
+        // Shared: parts of one upload commit side by side; Complete and Abort, which lock the
+        // upload for update, wait for them (and they for Complete and Abort). Parts of a
+        // sequential upload are decided one at a time: they lock it for update from the
+        // start (taking it shared, then for update, would deadlock two of them).
+        let lock_upload = if sequential {
+            "SELECT rec FROM uploads WHERE upload_id = $1 AND bucket = $2 AND key = $3 FOR UPDATE"
+        } else {
+            "SELECT rec FROM uploads WHERE upload_id = $1 AND bucket = $2 AND key = $3 FOR SHARE"
+        };
         write_tx!(self, |tx| {
-            // Shared: parts of one upload commit side by side; Complete and Abort, which lock
-            // the upload for update, wait for them (and they for Complete and Abort).
             let row = rt(tx)
-                .query_opt(
-                    "SELECT rec FROM uploads WHERE upload_id = $1 AND bucket = $2 AND key = $3 FOR SHARE",
-                    &[&upload_id, &bucket, &key],
-                )
+                .query_opt(lock_upload, &[&upload_id, &bucket, &key])
                 .await?
                 .ok_or_else(|| no_such_upload(upload_id))?;
             let Json(upload): Json<UploadRecord> = row.get(0);
+            if upload.sequential && !sequential {
+                return Err(Fail::Retry); // cannot happen: the flag is set at Initiate
+            }
             if upload.sequential {
-                // Sequential parts are decided one at a time.
-                rt(tx)
-                    .execute("SELECT 1 FROM uploads WHERE upload_id = $1 FOR UPDATE", &[&upload_id])
-                    .await?;
                 let last: i32 = rt(tx)
                     .query_one(
                         "SELECT COALESCE(MAX(part_number), 0) FROM parts WHERE upload_id = $1",
@@ -1216,14 +1282,18 @@ impl MetaStore for PgStore {
                     return Err(Error::new(Code::PartNotSequential).into());
                 }
             }
-            let old = rt(tx)
-                .query_opt(
-                    "SELECT rec FROM parts WHERE upload_id = $1 AND part_number = $2 FOR UPDATE",
-                    &[&upload_id, &number],
-                )
-                .await?;
-            match old {
-                Some(r) => {
+            // Lock the part or insert it; an insert that loses to another looks again (each
+            // statement sees what committed before it), so racing uploads of one number
+            // settle here instead of restarting the transaction.
+            let mut settled = false;
+            for _ in 0..IN_TX_TRIES {
+                let old = rt(tx)
+                    .query_opt(
+                        "SELECT rec FROM parts WHERE upload_id = $1 AND part_number = $2 FOR UPDATE",
+                        &[&upload_id, &number],
+                    )
+                    .await?;
+                if let Some(r) = old {
                     let Json(old): Json<PartRecord> = r.get(0);
                     queue_deletions(tx, &[old.blob], delete_due_ms).await?;
                     rt(tx)
@@ -1232,19 +1302,23 @@ impl MetaStore for PgStore {
                             &[&upload_id, &number, &Json(rec)],
                         )
                         .await?;
+                    settled = true;
+                    break;
                 }
-                None => {
-                    let inserted = rt(tx)
-                        .execute(
-                            "INSERT INTO parts (upload_id, part_number, rec) VALUES ($1, $2, $3) \
-                             ON CONFLICT (upload_id, part_number) DO NOTHING",
-                            &[&upload_id, &number, &Json(rec)],
-                        )
-                        .await?;
-                    if inserted == 0 {
-                        return Err(Fail::Retry);
-                    }
+                let inserted = rt(tx)
+                    .execute(
+                        "INSERT INTO parts (upload_id, part_number, rec) VALUES ($1, $2, $3) \
+                         ON CONFLICT (upload_id, part_number) DO NOTHING",
+                        &[&upload_id, &number, &Json(rec)],
+                    )
+                    .await?;
+                if inserted == 1 {
+                    settled = true;
+                    break;
                 }
+            }
+            if !settled {
+                return Err(Fail::Retry);
             }
             index_blobs(tx, std::slice::from_ref(&rec.blob)).await?;
             Ok(())
@@ -1361,10 +1435,9 @@ impl MetaStore for PgStore {
             }
             let rec = object_from_parts(&upload, &chosen, req.acl, req.now_ms);
             check_expected_checksum(&rec, req.expected_checksum.as_ref())?;
-            let old = lock_object(tx, bucket, key).await?;
             let mut condition = req.condition.clone();
             condition.forbid_overwrite |= upload.forbid_overwrite;
-            condition.check(key, old.as_ref())?;
+            put_object_locked(tx, bucket, key, &rec, &condition, req.delete_due_ms).await?;
             // Parts not listed are discarded.
             let used: std::collections::HashSet<u32> = chosen.iter().map(|(n, _)| *n).collect();
             let unused: Vec<String> = stored
@@ -1373,7 +1446,6 @@ impl MetaStore for PgStore {
                 .map(|(_, p)| p.blob.clone())
                 .collect();
             queue_deletions(tx, &unused, req.delete_due_ms).await?;
-            write_object(tx, bucket, key, &rec, old.as_ref(), req.delete_due_ms).await?;
             rt(tx)
                 .execute("DELETE FROM parts WHERE upload_id = $1", &[&upload_id])
                 .await?;
@@ -1425,11 +1497,18 @@ impl MetaStore for PgStore {
         let rows = rt(&client)
             .query(
                 &format!(
-                    "SELECT blob FROM deletions d WHERE due_ms <= $1 AND NOT EXISTS \
+                    "SELECT blob FROM deletions d WHERE due_ms <= {NOW_MS} + $1 AND NOT EXISTS \
                      (SELECT 1 FROM read_leases l WHERE l.blob = d.blob AND l.expires_ms > {NOW_MS}) \
                      ORDER BY due_ms, blob LIMIT $2"
                 ),
-                &[&ms(now_ms), &limit],
+                // The caller's "now" as an offset from this gateway's clock, applied to the
+                // database's (a century at most, so the sum stays a BIGINT).
+                &[
+                    &ms(now_ms
+                        .saturating_sub(kura_proto::timefmt::now_millis())
+                        .min(100 * 365 * 86_400_000)),
+                    &limit,
+                ],
             )
             .await
             .map_err(db_error)?;
@@ -1467,6 +1546,20 @@ impl MetaStore for PgStore {
             .execute("DELETE FROM completed WHERE completed_ms < $1", &[&ms(before_ms)])
             .await
             .map_err(db_error)?;
+        rt(&client)
+            .execute(
+                &format!("DELETE FROM gateways WHERE expires_ms < {NOW_MS} - 3600000"),
+                &[],
+            )
+            .await
+            .map_err(db_error)?;
+        rt(&client)
+            .execute(
+                &format!("DELETE FROM blob_index WHERE orphan AND claimed_ms < {NOW_MS} - 86400000"),
+                &[],
+            )
+            .await
+            .map_err(db_error)?;
         // Leases of gateways that died and never withdrew them.
         rt(&client)
             .execute(
@@ -1494,8 +1587,53 @@ impl MetaStore for PgStore {
         Ok(row.is_some())
     }
 
+    async fn claim_orphans(&self, ids: &[String]) -> Result<Vec<String>> {
+        // Unknown ids are claimed by inserting them marked as orphans: a commit that would
+        // index one now fails on the primary key, and one that indexed it first keeps it.
+        // Ids claimed by an earlier sweep that stopped before deleting count too.
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = rt(&client)
+            .query(
+                &format!(
+                    "WITH claimed AS (INSERT INTO blob_index (blob, orphan, claimed_ms) \
+                     SELECT id, TRUE, {NOW_MS} FROM unnest($1::TEXT[]) AS t(id) \
+                     ON CONFLICT (blob) DO NOTHING RETURNING blob) \
+                     SELECT blob FROM claimed UNION ALL \
+                     SELECT blob FROM blob_index WHERE blob = ANY($1) AND orphan"
+                ),
+                &[&ids],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn forget_orphans(&self, _ids: &[String]) -> Result<()> {
+        // The claims stay, as tombstones: a commit held up somewhere must still find its
+        // blob claimed and fail. They are dropped after a day (`expire_completed`).
+        Ok(())
+    }
+
+    async fn live_gateways(&self) -> Result<Option<Vec<String>>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = rt(&client)
+            .query(&format!("SELECT id FROM gateways WHERE expires_ms > {NOW_MS}"), &[])
+            .await
+            .map_err(db_error)?;
+        Ok(Some(rows.iter().map(|r| r.get(0)).collect()))
+    }
+
     async fn publish_leases(&self, gateway: &str, blobs: &[String], ttl_ms: u64) -> Result<()> {
         write_tx!(self, |tx| {
+            rt(tx)
+                .execute(
+                    &format!(
+                        "INSERT INTO gateways (id, expires_ms) VALUES ($1, {NOW_MS} + $2) \
+                         ON CONFLICT (id) DO UPDATE SET expires_ms = excluded.expires_ms"
+                    ),
+                    &[&gateway, &ms(ttl_ms)],
+                )
+                .await?;
             rt(tx)
                 .execute(
                     "DELETE FROM read_leases WHERE gateway = $1 AND NOT (blob = ANY($2))",

@@ -999,18 +999,48 @@ impl Kura {
     pub async fn sweep_orphans(&self, tmp_grace: Duration) -> Result<usize> {
         let blobs = self.blobs.clone();
         let meta = self.meta.clone();
-        let shared_grace = meta.shared().then_some(self.cfg.shared_file_grace);
+        let sharing = match meta.live_gateways().await? {
+            Some(live) if meta.shared() => Some(crate::blob::Sharing {
+                live: live.into_iter().collect(),
+                grace: self.cfg.shared_file_grace,
+            }),
+            _ if meta.shared() => Some(crate::blob::Sharing {
+                live: Default::default(),
+                grace: self.cfg.shared_file_grace,
+            }),
+            _ => None,
+        };
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            blobs.sweep_orphans(tmp_grace, shared_grace, &|ids| {
-                handle
-                    .block_on(meta.unknown_blobs(ids))
-                    .map_err(|e| std::io::Error::other(e.to_string()))
-            })
+            let io = |e: Error| std::io::Error::other(e.to_string());
+            blobs.sweep_orphans(
+                tmp_grace,
+                sharing.as_ref(),
+                &|ids| handle.block_on(meta.claim_orphans(ids)).map_err(io),
+                &|ids| handle.block_on(meta.forget_orphans(ids)).map_err(io),
+            )
         })
         .await
         .map_err(Error::internal)?
         .map_err(Error::internal)
+    }
+
+    /// With gateways sharing the directory: removes the temporary files of gateways whose
+    /// heartbeat has lapsed.
+    async fn sweep_dead_gateways(&self) -> Result<usize> {
+        let Some(live) = self.meta.live_gateways().await? else {
+            return Ok(0);
+        };
+        let live: std::collections::HashSet<String> = live.into_iter().collect();
+        let blobs = self.blobs.clone();
+        let n = tokio::task::spawn_blocking(move || blobs.sweep_dead_tmp(&live))
+            .await
+            .map_err(Error::internal)?
+            .map_err(Error::internal)?;
+        if n > 0 {
+            tracing::info!(removed = n, "removed files of gateways that are gone");
+        }
+        Ok(n)
     }
 
     /// This process's name among the gateways sharing a metadata store (random per start).
@@ -1028,25 +1058,40 @@ impl Kura {
     /// publication of this gateway's read leases.
     pub fn spawn_sweeper(self: &Arc<Self>) {
         let me = self.clone();
+        // A new leader, or one back from a database outage, first waits out the read leases'
+        // lifetime: a gateway's readers may have gone unpublished meanwhile, and their next
+        // publication is at most that far away.
+        let quiet = if self.meta.shared() {
+            self.lease_ttl()
+        } else {
+            Duration::ZERO
+        };
         tokio::spawn(async move {
             let mut tick = 1u64;
-            let mut leading = false;
+            let mut leading_since: Option<tokio::time::Instant> = None;
             loop {
                 // The term outlasts three ticks, so a live leader keeps it; a dead one's
                 // lapses within 15 s and the next gateway to ask takes over.
                 match me.meta.lead(&me.gateway_id, 15_000).await {
                     Ok(now_leading) => {
-                        if now_leading != leading {
+                        if now_leading != leading_since.is_some() {
                             tracing::info!(gateway = %me.gateway_id, leading = now_leading, "sweeper leadership");
                         }
-                        leading = now_leading;
+                        leading_since = match (now_leading, leading_since) {
+                            (true, Some(t)) => Some(t),
+                            (true, None) => Some(tokio::time::Instant::now()),
+                            (false, _) => None,
+                        };
                     }
                     Err(e) => {
-                        leading = false;
+                        leading_since = None;
                         tracing::warn!(error = %e, "leader lease not renewed");
                     }
                 }
-                if leading {
+                if leading_since.is_some_and(|t| t.elapsed() >= quiet) {
+                    if let Err(e) = me.sweep_dead_gateways().await {
+                        tracing::warn!(error = %e, "sweep of dead gateways' files failed");
+                    }
                     if let Err(e) = me.sweep_deletions().await {
                         tracing::warn!(error = %e, "deletion sweep failed");
                     }
@@ -1077,20 +1122,23 @@ impl Kura {
         (self.cfg.deletion_grace / 3).clamp(Duration::from_millis(200), Duration::from_secs(10))
     }
 
+    /// How long a published read lease (and a gateway's heartbeat) lasts: four periods and 2 s.
+    fn lease_ttl(&self) -> Duration {
+        self.lease_period() * 4 + Duration::from_secs(2)
+    }
+
     fn spawn_lease_publisher(self: &Arc<Self>) {
         let me = self.clone();
         let period = self.lease_period();
-        let ttl_ms = (period * 4).as_millis() as u64 + 2_000;
+        let ttl_ms = self.lease_ttl().as_millis() as u64;
         tokio::spawn(async move {
-            let mut published_any = false;
             loop {
+                // Also this gateway's heartbeat: while it lasts, no other gateway's sweep
+                // touches this gateway's temporary files.
                 let mut ids = me.blobs.leased_ids();
                 ids.sort();
-                if !ids.is_empty() || published_any {
-                    match me.meta.publish_leases(&me.gateway_id, &ids, ttl_ms).await {
-                        Ok(()) => published_any = !ids.is_empty(),
-                        Err(e) => tracing::warn!(error = %e, "read leases not published"),
-                    }
+                if let Err(e) = me.meta.publish_leases(&me.gateway_id, &ids, ttl_ms).await {
+                    tracing::warn!(error = %e, "read leases not published");
                 }
                 tokio::time::sleep(period).await;
             }

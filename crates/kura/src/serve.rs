@@ -133,6 +133,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(url) => {
             let store = crate::meta::connect(url, args.meta_pool_size).await?;
             println!("metadata in PostgreSQL at {}", store.display_url());
+            if args.deletion_grace_secs < 3 {
+                tracing::warn!(
+                    grace_secs = args.deletion_grace_secs,
+                    "with several gateways, a deletion grace under 3 s does not give readers on other gateways time to publish their leases"
+                );
+            }
             Kura::open(Arc::new(store), &args.data, cfg)
                 .map_err(|e| anyhow::anyhow!("opening {}: {e}", args.data.display()))?
         }

@@ -10,7 +10,7 @@ use reqwest::Method;
 
 mod common;
 
-use common::{files_under, start, start_in, Server, AK, SK};
+use common::{files_under, start, Server, AK, SK};
 
 impl Server {
     fn url(&self, path: &str) -> String {
@@ -368,7 +368,9 @@ async fn list_objects_pages_with_delimiter_and_url_encoding() {
 #[tokio::test]
 async fn crash_mid_upload_keeps_every_acknowledged_part_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
-    let mut s = start_in(dir.path());
+    // A short deletion grace keeps the heartbeat short (PostgreSQL): the killed server's
+    // temporary files go once it has lapsed.
+    let mut s = common::start_with(dir.path(), &["--deletion-grace-secs", "1"]);
     ok(s.v4(Method::PUT, Some("crash"), None, &[])).await;
     // An object written before the crash: the start-up sweep must know its blob is in use.
     ok(s.v4(Method::PUT, Some("crash"), Some("survivor"), &[])
@@ -407,9 +409,12 @@ async fn crash_mid_upload_keeps_every_acknowledged_part_and_nothing_else() {
         acked.push(a);
     }
 
-    // On PostgreSQL the data directory may be shared, so the sweep spares young files unless
-    // told that none can be another gateway's.
-    let s = common::start_with(dir.path(), &["--shared-file-grace-secs", "0"]);
+    // On PostgreSQL the data directory may be shared, so the sweep spares young blob files
+    // unless told that none can be another gateway's.
+    let s = common::start_with(
+        dir.path(),
+        &["--shared-file-grace-secs", "0", "--deletion-grace-secs", "1"],
+    );
     let r = ok(s.v4(Method::GET, Some("crash"), Some("k"), &[("uploadId", &init.upload_id)])).await;
     let listed: xml::ListPartsResult = xml::from_xml(&r.text().await.unwrap()).unwrap();
     for (n, etag) in &acked {
@@ -426,7 +431,8 @@ async fn crash_mid_upload_keeps_every_acknowledged_part_and_nothing_else() {
         files_under(&dir.path().join("tmp")).is_empty()
             && files_under(&dir.path().join("blobs")).len() == listed.parts.len() + 1
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // (On PostgreSQL the dead server's leader term and heartbeat lapse first: up to 15 s.)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
     while !swept() && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
