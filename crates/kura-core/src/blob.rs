@@ -331,14 +331,29 @@ impl BlobStore {
         }
         tokio::spawn(async move {
             let _lease = lease;
-            for (path, from, to) in segments {
-                let opened = tokio::task::spawn_blocking(move || File::open(path)).await;
+            // Each blob is opened one segment early and its first window read ahead, so a
+            // multipart object's next part is on its way while this one is sent.
+            let open = |(path, from, to): (PathBuf, u64, u64)| {
+                tokio::task::spawn_blocking(move || {
+                    let f = File::open(path)?;
+                    advise(&f, from, to - from, Advice::Sequential);
+                    advise(&f, from, READ_AHEAD.min(to - from), Advice::WillNeed);
+                    Ok::<_, io::Error>(Arc::new(f))
+                })
+            };
+            let mut segments = segments.into_iter().peekable();
+            let mut next = segments.peek().cloned().map(open);
+            while let Some((_, from, to)) = segments.next() {
+                let opened = match next.take() {
+                    Some(handle) => handle.await,
+                    None => return,
+                };
+                next = segments.peek().cloned().map(open);
                 let file = match opened {
-                    Ok(Ok(f)) => Arc::new(f),
+                    Ok(Ok(f)) => f,
                     Ok(Err(e)) => return drop(tx.send(Err(e)).await),
                     Err(e) => return drop(tx.send(Err(io::Error::other(e))).await),
                 };
-                advise(&file, from, to - from, Advice::Sequential);
                 let mut off = from;
                 while off < to {
                     let n = (to - off).min(IO_CHUNK as u64) as usize;
