@@ -582,6 +582,8 @@ async fn bench(args: &BenchArgs, scratch: &Path) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64() * 1000.0
     );
 
+    read_section(args, &client, bucket, "big-0", &data, scratch).await?;
+
     // Memory: many concurrent 64 MiB part uploads.
     let (_, before) = server.rss_mib();
     let big_part = Bytes::from(vec![7u8; 64 * MIB]);
@@ -870,6 +872,152 @@ async fn compare_backends(args: &BenchArgs, buf: &[u8], scratch: &Path, url: &st
     let (put, part, complete, head) = round_trips(url, scratch).await?;
     println!(
         "round trips to PostgreSQL (statements incl. BEGIN/COMMIT): PutObject {put}, UploadPart {part}, Complete of 100 parts {complete}, HEAD {head}"
+    );
+    Ok(())
+}
+
+/// The machine's direct (O_DIRECT) sequential read rate of a 1 GiB file, MB/s: what a cold GET
+/// could reach at best.
+fn direct_read_rate(dir: &Path) -> anyhow::Result<f64> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("direct-read-ref");
+    {
+        let mut f = std::fs::File::create(&path)?;
+        let chunk = vec![0x3cu8; 8 * MIB];
+        for _ in 0..128 {
+            f.write_all(&chunk)?;
+        }
+        f.sync_all()?;
+    }
+    // O_DIRECT wants an aligned buffer.
+    let layout = std::alloc::Layout::from_size_align(8 * MIB, 4096)?;
+    // SAFETY: the layout has a non-zero size; the buffer is freed below with the same layout.
+    let ptr = unsafe { std::alloc::alloc(layout) };
+    if ptr.is_null() {
+        bail!("allocation failed");
+    }
+    // SAFETY: `ptr` points to 8 MiB this function owns until the dealloc below.
+    let buf = unsafe { std::slice::from_raw_parts_mut(ptr, 8 * MIB) };
+    let result = (|| -> anyhow::Result<f64> {
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)?;
+        let t = Instant::now();
+        let mut total = 0usize;
+        loop {
+            let n = f.read(buf)?;
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        Ok(total as f64 / MB / t.elapsed().as_secs_f64())
+    })();
+    // SAFETY: allocated above with this layout.
+    unsafe { std::alloc::dealloc(ptr, layout) };
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+/// Drops the blob files' pages from the page cache (they are clean: fsynced when written), so
+/// the next GET reads from the disk; no root needed, unlike drop_caches.
+fn evict_blobs(data: &Path) {
+    fn walk(dir: &Path) {
+        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p);
+            } else if let Ok(f) = std::fs::File::open(&p) {
+                use std::os::fd::AsRawFd;
+                // SAFETY: a hint syscall on a descriptor owned for its duration.
+                unsafe {
+                    libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+                }
+            }
+        }
+    }
+    walk(&data.join("blobs"));
+}
+
+/// One GET of `[range)` (or the whole object) into nothing; returns the bytes received.
+async fn get_to_sink(client: &Client, bucket: &str, key: &str, range: Option<(u64, u64)>) -> anyhow::Result<u64> {
+    let mut rb = client.request(reqwest::Method::GET, bucket, key, &[]);
+    if let Some((a, b)) = range {
+        rb = rb.header("range", format!("bytes={a}-{}", b - 1));
+    }
+    let mut r = client.send_ok(rb).await?;
+    let mut n = 0u64;
+    while let Some(chunk) = r.chunk().await? {
+        n += chunk.len() as u64;
+    }
+    Ok(n)
+}
+
+/// Reads: one GET of a 1 GiB object cold and warm, eight ranged GETs at once, and `kura cp`
+/// downloading it to a file, beside the disk's own direct read rate.
+async fn read_section(
+    args: &BenchArgs,
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    data: &Path,
+    scratch: &Path,
+) -> anyhow::Result<()> {
+    let size = ((args.upload_mib / 8).max(1) * 8 * MIB) as u64;
+    let direct = median(
+        (0..args.runs)
+            .map(|_| direct_read_rate(scratch))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    );
+    println!("reference  disk, direct sequential read:       {direct:8.0} MB/s");
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    let mut ranged = Vec::new();
+    let mut cp = Vec::new();
+    for _ in 0..args.runs {
+        evict_blobs(data);
+        let t = Instant::now();
+        let n = get_to_sink(client, bucket, key, None).await?;
+        cold.push(n as f64 / MB / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let n = get_to_sink(client, bucket, key, None).await?;
+        warm.push(n as f64 / MB / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let step = size.div_ceil(8);
+        let futs = (0..8u64).map(|i| get_to_sink(client, bucket, key, Some((i * step, ((i + 1) * step).min(size)))));
+        let n: u64 = try_join_all(futs).await?.into_iter().sum();
+        ranged.push(n as f64 / MB / t.elapsed().as_secs_f64());
+        let dest = scratch.join("download.bin");
+        let t = Instant::now();
+        let status = Command::new(std::env::current_exe()?)
+            .args(["cp", "--signature", "v1", &format!("oss://{bucket}/{key}")])
+            .arg(&dest)
+            .env("OSS_ENDPOINT", &client.endpoint)
+            .env("OSS_ACCESS_KEY_ID", AK)
+            .env("OSS_ACCESS_KEY_SECRET", SK)
+            .env("KURA_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("kura cp download failed");
+        }
+        cp.push(size as f64 / MB / t.elapsed().as_secs_f64());
+        let _ = std::fs::remove_file(&dest);
+    }
+    let (cold, warm, ranged, cp) = (median(cold), median(warm), median(ranged), median(cp));
+    println!(
+        "read       1 GiB, one GET, cold:                 {cold:8.0} MB/s  = {:.2}x the disk's direct read",
+        cold / direct
+    );
+    println!("read       1 GiB, one GET, warm:                 {warm:8.0} MB/s");
+    println!("read       1 GiB, 8 ranged GETs at once:         {ranged:8.0} MB/s");
+    println!(
+        "read       kura cp download of 1 GiB to a file:  {cp:8.0} MB/s  = {:.2}x the 8 ranged GETs",
+        cp / ranged
     );
     Ok(())
 }
