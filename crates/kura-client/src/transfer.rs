@@ -601,27 +601,65 @@ async fn fetch_range(client: &Client, bucket: &str, key: &str, offset: u64, len:
     }
 }
 
-/// Writes one range of the destination file and pushes it to the disk at once, then drops it
-/// from the page cache: left to the kernel, a fast download piles up dirty pages faster than
-/// writeback drains them (here about 350 MB/s) and then stalls every writer; written through
-/// range by range, the disk works while the next ranges arrive. The final `sync_all` still
-/// makes the file durable.
-fn write_through(file: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+/// Ranges of the destination file written and sent to the disk, oldest first, not yet dropped
+/// from the page cache.
+type InWriteback = Arc<std::sync::Mutex<std::collections::VecDeque<(u64, u64)>>>;
+
+/// How many written ranges may be on their way to the disk before the oldest is waited for and
+/// dropped from the page cache.
+const WRITEBACK_RANGES: usize = 4;
+
+/// Writes one range of the destination file and starts its writeback at once; once more than
+/// [`WRITEBACK_RANGES`] are on their way, waits for the oldest and drops it from the page
+/// cache. Left to the kernel, a fast download piles up dirty pages faster than writeback drains
+/// them (here about 350 MB/s) and then stalls every writer; this keeps the disk busy and the
+/// cache small without waiting on each range. The final `sync_all` makes the file durable.
+fn write_through(file: &File, buf: &[u8], offset: u64, pending: &InWriteback) -> std::io::Result<()> {
     file.write_all_at(buf, offset)?;
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
-        let (fd, off, len) = (file.as_raw_fd(), offset as libc::off64_t, buf.len() as libc::off64_t);
+        let fd = file.as_raw_fd();
         // SAFETY: plain syscalls on a descriptor this function borrows for their duration.
         unsafe {
-            let flags =
-                libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-            if libc::sync_file_range(fd, off, len, flags) != 0 {
+            if libc::sync_file_range(
+                fd,
+                offset as libc::off64_t,
+                buf.len() as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            ) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
-            libc::posix_fadvise(fd, off, len, libc::POSIX_FADV_DONTNEED);
+        }
+        let oldest = {
+            let mut q = pending.lock().unwrap_or_else(|p| p.into_inner());
+            q.push_back((offset, buf.len() as u64));
+            if q.len() > WRITEBACK_RANGES {
+                q.pop_front()
+            } else {
+                None
+            }
+        };
+        if let Some((off, len)) = oldest {
+            let flags =
+                libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+            // SAFETY: as above.
+            unsafe {
+                if libc::sync_file_range(fd, off as libc::off64_t, len as libc::off64_t, flags) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::posix_fadvise(
+                    fd,
+                    off as libc::off64_t,
+                    len as libc::off64_t,
+                    libc::POSIX_FADV_DONTNEED,
+                );
+            }
         }
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = pending;
     Ok(())
 }
 
@@ -666,6 +704,7 @@ impl Downloader {
         file.set_len(size)
             .map_err(|e| Error::io(format!("sizing {}", tmp.display()), e))?;
         let file = Arc::new(file);
+        let pending = InWriteback::default();
         let tracker = Arc::new(Tracker::new(start, size, parts_total as u32, self.progress.clone()));
         let sem = Arc::new(Semaphore::new(jobs));
         let mut set = JoinSet::new();
@@ -680,6 +719,7 @@ impl Downloader {
                 break;
             }
             let (client, file, tracker, etag) = (self.client.clone(), file.clone(), tracker.clone(), head.etag.clone());
+            let pending = pending.clone();
             let failed = failed.clone();
             let (bucket, key) = (bucket.to_string(), key.to_string());
             let offset = i as u64 * part_size;
@@ -690,7 +730,7 @@ impl Downloader {
                 let part = async {
                     let buf = fetch_range(&client, &bucket, &key, offset, len, &etag).await?;
                     let crc = crc64::checksum(&buf);
-                    tokio::task::spawn_blocking(move || write_through(&file, &buf, offset))
+                    tokio::task::spawn_blocking(move || write_through(&file, &buf, offset, &pending))
                         .await
                         .map_err(|e| Error::Invalid(e.to_string()))?
                         .map_err(|e| Error::io("writing the destination file", e))?;
