@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 import oss2
 import pytest
@@ -86,5 +87,39 @@ def test_copy_resumes_and_refuses_a_target_that_differs():
             proc.wait(timeout=10)
         assert busy.returncode != 0
         assert "stop its kura serve first" in busy.stderr
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@needs_pg
+def test_a_gateway_on_an_embedded_store_not_yet_copied_deletes_nothing():
+    """Started with --meta on a directory whose metadata is still in meta.redb, a gateway's
+    orphan sweep would take every blob for an orphan: it must not sweep until a copy into that
+    database has been verified."""
+    from conftest import Gateway
+    data = tempfile.mkdtemp(prefix="kura-early-")
+    try:
+        seeded = seed_embedded_store(data)
+        blobs = []
+        for dirpath, _, files in os.walk(os.path.join(data, "blobs")):
+            blobs.extend(os.path.join(dirpath, f) for f in files)
+        old = time.time() - 7200
+        for b in blobs:
+            os.utime(b, (old, old))
+        url = new_pg_database()
+        early = Gateway(data, url, "--shared-file-grace-secs", "0")
+        time.sleep(2)
+        early.stop()
+        left = sum(len(files) for _, _, files in os.walk(os.path.join(data, "blobs")))
+        assert left == len(blobs), "a gateway swept the blobs of an embedded store not yet copied"
+        r = subprocess.run([KURA, "meta", "copy", "--from", data, "--to", url], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        gw = Gateway(data, url, "--shared-file-grace-secs", "0")
+        try:
+            bk = oss2.Bucket(oss2.Auth(AK, SK), gw.endpoint, SEEDED_BUCKET)
+            for key, digest in seeded["objects"].items():
+                assert hashlib.md5(bk.get_object(key).read()).hexdigest() == digest, key
+        finally:
+            gw.stop()
     finally:
         shutil.rmtree(data, ignore_errors=True)

@@ -121,17 +121,24 @@ pub struct Sharing {
 }
 
 /// Empties and removes the temporary directory of a gateway that is gone (this store's
-/// earlier runs, or a dead peer): no writer is left, whatever the files' age.
-fn remove_dead_tmp(dir: &Path) -> usize {
+/// earlier runs, or a dead peer): files at least `min_age` old; the directory once empty.
+fn remove_dead_tmp(dir: &Path, min_age: Duration) -> usize {
+    let now = SystemTime::now();
     let mut removed = 0;
     if let Ok(rd) = fs::read_dir(dir) {
         for entry in rd.flatten() {
-            if fs::remove_file(entry.path()).is_ok() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= min_age);
+            if old && fs::remove_file(entry.path()).is_ok() {
                 removed += 1;
             }
         }
     }
-    let _ = fs::remove_dir(dir);
+    let _ = fs::remove_dir(dir); // only if empty
     removed
 }
 
@@ -278,19 +285,25 @@ impl BlobStore {
         self.leases.lock().contains_key(id)
     }
 
-    /// Removes the temporary directories of gateways not in `live` (and not this one): a
-    /// cheap look at `tmp/` that the leader takes every few seconds, so that what a killed
-    /// gateway left goes soon after its heartbeat lapses.
-    pub fn sweep_dead_tmp(&self, live: &HashSet<String>) -> io::Result<usize> {
+    /// Removes the temporary files of gateways not in `live` (and not this one) once at least
+    /// `min_age` old, and their directories once empty: a cheap look at `tmp/` that the
+    /// leader takes every few seconds. The age keeps a live gateway whose heartbeat merely
+    /// lapsed (its database connection down) from losing an upload in progress.
+    pub fn sweep_dead_tmp(&self, live: &HashSet<String>, min_age: Duration) -> io::Result<usize> {
         let mut removed = 0;
         for entry in fs::read_dir(self.root.join("tmp"))? {
             let p = entry?.path();
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
             if p != self.tmp && p.is_dir() && !live.contains(name) {
-                removed += remove_dead_tmp(&p);
+                removed += remove_dead_tmp(&p, min_age);
             }
         }
         Ok(removed)
+    }
+
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The blobs readers of this process hold now.
@@ -449,7 +462,9 @@ impl BlobStore {
                 if sharing.is_some_and(|s| s.live.contains(&name)) {
                     continue; // a live gateway's writes: its own business
                 }
-                removed += remove_dead_tmp(&p);
+                // With peers, a dead-looking gateway's files must also be old; this store's
+                // earlier runs (no peers) are gone for sure.
+                removed += remove_dead_tmp(&p, sharing.map_or(Duration::ZERO, |s| s.grace));
             } else if sharing.is_none() && older_than(&p, tmp_grace) && fs::remove_file(&p).is_ok() {
                 // A file directly under tmp/ (the layout before per-gateway directories).
                 removed += 1;

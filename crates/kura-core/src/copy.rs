@@ -143,6 +143,7 @@ pub async fn copy_redb_to_pg(
             lines.join("; ")
         )));
     }
+    to.mark_embedded_copy_verified().await?;
     Ok(CopyReport {
         source,
         target,

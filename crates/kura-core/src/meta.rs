@@ -308,6 +308,10 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn forget_orphans(&self, _ids: &[String]) -> Result<()> {
         Ok(())
     }
+    /// Whether `kura meta copy` has verified a copy of an embedded store into this one.
+    async fn embedded_copy_verified(&self) -> Result<bool> {
+        Ok(true)
+    }
     /// The gateways alive now (those that published within their lease time); None for a
     /// single-process store.
     async fn live_gateways(&self) -> Result<Option<Vec<String>>> {

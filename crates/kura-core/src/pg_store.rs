@@ -104,6 +104,15 @@ CREATE TABLE gateways (
 );
 "#,
     ),
+    (
+        3,
+        r#"
+CREATE TABLE kura_info (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#,
+    ),
 ];
 
 /// Statements sent to the database by this process (BEGIN and COMMIT included): each is one
@@ -175,6 +184,9 @@ const ATTEMPTS: u32 = 8;
 
 pub struct PgStore {
     pool: Pool,
+    /// Two connections of their own for the heartbeat and the leader's term, so that a pool
+    /// saturated by requests cannot make a live gateway look dead.
+    background: Pool,
     /// The URL without its password, for messages.
     display_url: String,
 }
@@ -482,22 +494,28 @@ impl PgStore {
         if cfg.get_application_name().is_none() {
             cfg.application_name("kura");
         }
-        let mgr = Manager::from_config(
-            cfg,
-            connector,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(mgr)
-            .max_size(pool_size.max(1))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(10)))
-            .create_timeout(Some(Duration::from_secs(5)))
-            .recycle_timeout(Some(Duration::from_secs(5)))
-            .build()
-            .map_err(|e| format!("metadata pool: {e}"))?;
-        let store = PgStore { pool, display_url };
+        let build = |size: usize| {
+            let mgr = Manager::from_config(
+                cfg.clone(),
+                connector.clone(),
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(mgr)
+                .max_size(size)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .wait_timeout(Some(Duration::from_secs(10)))
+                .create_timeout(Some(Duration::from_secs(5)))
+                .recycle_timeout(Some(Duration::from_secs(5)))
+                .build()
+                .map_err(|e| format!("metadata pool: {e}"))
+        };
+        let store = PgStore {
+            pool: build(pool_size.max(1))?,
+            background: build(2)?,
+            display_url,
+        };
         let _first = store.pool.get().await.map_err(|e| {
             format!(
                 "cannot connect to the metadata database at {}: {}",
@@ -626,11 +644,14 @@ async fn give_up(fail: Fail, attempt: u32) -> Option<Error> {
 /// a race (an insert that found the row taken, a deadlock, a serialization failure), up to
 /// [`ATTEMPTS`] times. `return` in the block ends the attempt with that result.
 macro_rules! write_tx {
-    ($self:ident, |$tx:ident| $body:block) => {{
+    ($self:ident, |$tx:ident| $body:block) => {
+        write_tx!($self, pool, |$tx| $body)
+    };
+    ($self:ident, $pool:ident, |$tx:ident| $body:block) => {{
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let mut client = $self.pool.get().await.map_err(pool_error)?;
+            let mut client = $self.$pool.get().await.map_err(pool_error)?;
             ROUND_TRIPS.fetch_add(1, Ordering::Relaxed); // BEGIN
             let txn = client.transaction().await.map_err(db_error)?;
             let out: TxResult<_> = {
@@ -655,14 +676,13 @@ macro_rules! write_tx {
 }
 
 /// Queues blobs for deletion (one statement for any number).
-/// Queues blobs for deletion (one statement for any number). The due time is kept on the
-/// database's clock (the grace the caller asked for, from now), like the leases and the
-/// leader's term, so that the gateways' clocks need not agree.
-async fn queue_deletions(tx: &Transaction<'_>, blobs: &[String], due_ms: u64) -> TxResult<()> {
+/// Queues blobs for deletion (one statement for any number), due `grace_ms` after this
+/// statement on the database's clock, like the leases and the leader's term: the gateways'
+/// clocks need not agree, and time spent waiting for locks does not eat into the grace.
+async fn queue_deletions(tx: &Transaction<'_>, blobs: &[String], grace_ms: u64) -> TxResult<()> {
     if blobs.is_empty() {
         return Ok(());
     }
-    let grace_ms = due_ms.saturating_sub(kura_proto::timefmt::now_millis());
     rt(tx)
         .execute(
             &format!(
@@ -717,7 +737,7 @@ async fn write_object(
     key: &str,
     rec: &ObjectRecord,
     old: Option<&ObjectRecord>,
-    delete_due_ms: u64,
+    grace_ms: u64,
 ) -> TxResult<bool> {
     let head = ObjectRecord {
         extents: Vec::new(),
@@ -725,7 +745,7 @@ async fn write_object(
     };
     match old {
         Some(old) => {
-            queue_deletions(tx, &extent_blobs(&old.extents), delete_due_ms).await?;
+            queue_deletions(tx, &extent_blobs(&old.extents), grace_ms).await?;
             rt(tx)
                 .execute(
                     "UPDATE objects SET rec = $3, extents = $4 WHERE bucket = $1 AND key = $2",
@@ -762,12 +782,12 @@ async fn put_object_locked(
     key: &str,
     rec: &ObjectRecord,
     condition: &WriteCondition,
-    delete_due_ms: u64,
+    grace_ms: u64,
 ) -> TxResult<()> {
     for _ in 0..IN_TX_TRIES {
         let old = lock_object(tx, bucket, key).await?;
         condition.check(key, old.as_ref())?;
-        if write_object(tx, bucket, key, rec, old.as_ref(), delete_due_ms).await? {
+        if write_object(tx, bucket, key, rec, old.as_ref(), grace_ms).await? {
             return Ok(());
         }
     }
@@ -889,6 +909,24 @@ impl PgStore {
         Ok(n)
     }
 
+    /// Records that an embedded store's copy into this database was verified: until then a
+    /// gateway whose data directory still holds `meta.redb` sweeps no orphans (every blob of
+    /// the embedded store would look like one).
+    pub async fn mark_embedded_copy_verified(&self) -> Result<()> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        rt(&client)
+            .execute(
+                &format!(
+                    "INSERT INTO kura_info (name, value) VALUES ('embedded_copy_verified', ({NOW_MS})::TEXT) \
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+                ),
+                &[],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
     /// Counts and checksums every table (see [`crate::copy`]), streaming the rows.
     pub async fn tally(&self) -> Result<crate::copy::Tally> {
         use crate::copy::{Row, Tally};
@@ -902,7 +940,7 @@ impl PgStore {
             "SELECT upload_id, part_number, rec FROM parts",
             "SELECT upload_id, rec FROM completed",
             "SELECT blob, due_ms FROM deletions",
-            "SELECT blob FROM blob_index",
+            "SELECT blob, orphan FROM blob_index",
         ];
         for (i, sql) in queries.iter().enumerate() {
             ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
@@ -923,6 +961,8 @@ impl PgStore {
                     3 => Row::Part(r.get(0), r.get::<_, i32>(1) as u32, r.get::<_, Json<PartRecord>>(2).0),
                     4 => Row::Completed(r.get(0), r.get::<_, Json<CompletedUpload>>(1).0),
                     5 => Row::Deletion(r.get(0), r.get::<_, i64>(1) as u64),
+                    // A claim of the orphan sweep is not a blob the source refers to.
+                    _ if r.get::<_, bool>(1) => Row::Blob(format!("{} (claimed as an orphan)", r.get::<_, String>(0))),
                     _ => Row::Blob(r.get(0)),
                 };
                 tally.add(&row)?;
@@ -1020,6 +1060,8 @@ impl MetaStore for PgStore {
         condition: &WriteCondition,
         delete_due_ms: u64,
     ) -> Result<()> {
+        // The grace counts from the commit, whatever the wait for locks.
+        let grace_ms = delete_due_ms.saturating_sub(kura_proto::timefmt::now_millis());
         if condition.if_match.is_none() {
             // A new key, the common case: one statement (autocommit) creates the object and
             // indexes its blobs, or creates nothing when the key is taken.
@@ -1057,7 +1099,7 @@ impl MetaStore for PgStore {
             }
         }
         write_tx!(self, |tx| {
-            put_object_locked(tx, bucket, key, rec, condition, delete_due_ms).await?;
+            put_object_locked(tx, bucket, key, rec, condition, grace_ms).await?;
             index_blobs(tx, &extent_blobs(&rec.extents)).await?;
             Ok(())
         })
@@ -1086,6 +1128,8 @@ impl MetaStore for PgStore {
         condition: &DeleteCondition,
         delete_due_ms: u64,
     ) -> Result<()> {
+        // The grace counts from the commit, whatever the wait for locks.
+        let grace_ms = delete_due_ms.saturating_sub(kura_proto::timefmt::now_millis());
         write_tx!(self, |tx| {
             if !condition.is_empty() {
                 let existing = lock_object(tx, bucket, key).await?;
@@ -1103,7 +1147,7 @@ impl MetaStore for PgStore {
             match row {
                 Some(r) => {
                     let Json(extents): Json<Vec<Extent>> = r.get(0);
-                    queue_deletions(tx, &extent_blobs(&extents), delete_due_ms).await?;
+                    queue_deletions(tx, &extent_blobs(&extents), grace_ms).await?;
                 }
                 None if !bucket_exists(tx, bucket).await? => return Err(no_such_bucket(bucket).into()),
                 None => {}
@@ -1224,6 +1268,8 @@ impl MetaStore for PgStore {
         rec: &PartRecord,
         delete_due_ms: u64,
     ) -> Result<()> {
+        // The grace counts from the commit, whatever the wait for locks.
+        let grace_ms = delete_due_ms.saturating_sub(kura_proto::timefmt::now_millis());
         let number = i32::try_from(part_number).map_err(Error::internal)?;
         let sequential = {
             // A new part number of an open upload that is not sequential, the common case:
@@ -1295,7 +1341,7 @@ impl MetaStore for PgStore {
                     .await?;
                 if let Some(r) = old {
                     let Json(old): Json<PartRecord> = r.get(0);
-                    queue_deletions(tx, &[old.blob], delete_due_ms).await?;
+                    queue_deletions(tx, &[old.blob], grace_ms).await?;
                     rt(tx)
                         .execute(
                             "UPDATE parts SET rec = $3 WHERE upload_id = $1 AND part_number = $2",
@@ -1396,6 +1442,8 @@ impl MetaStore for PgStore {
     }
 
     async fn complete_upload(&self, req: &CompleteRequest) -> Result<CompletedUpload> {
+        // The grace counts from the commit, whatever the wait for locks.
+        let grace_ms = req.delete_due_ms.saturating_sub(kura_proto::timefmt::now_millis());
         let (bucket, key, upload_id) = (req.bucket.as_str(), req.key.as_str(), req.upload_id.as_str());
         write_tx!(self, |tx| {
             let row = rt(tx)
@@ -1437,7 +1485,7 @@ impl MetaStore for PgStore {
             check_expected_checksum(&rec, req.expected_checksum.as_ref())?;
             let mut condition = req.condition.clone();
             condition.forbid_overwrite |= upload.forbid_overwrite;
-            put_object_locked(tx, bucket, key, &rec, &condition, req.delete_due_ms).await?;
+            put_object_locked(tx, bucket, key, &rec, &condition, grace_ms).await?;
             // Parts not listed are discarded.
             let used: std::collections::HashSet<u32> = chosen.iter().map(|(n, _)| *n).collect();
             let unused: Vec<String> = stored
@@ -1445,7 +1493,7 @@ impl MetaStore for PgStore {
                 .filter(|(n, _)| !used.contains(n))
                 .map(|(_, p)| p.blob.clone())
                 .collect();
-            queue_deletions(tx, &unused, req.delete_due_ms).await?;
+            queue_deletions(tx, &unused, grace_ms).await?;
             rt(tx)
                 .execute("DELETE FROM parts WHERE upload_id = $1", &[&upload_id])
                 .await?;
@@ -1472,6 +1520,8 @@ impl MetaStore for PgStore {
     }
 
     async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str, delete_due_ms: u64) -> Result<()> {
+        // The grace counts from the commit, whatever the wait for locks.
+        let grace_ms = delete_due_ms.saturating_sub(kura_proto::timefmt::now_millis());
         write_tx!(self, |tx| {
             let gone = rt(tx)
                 .execute(
@@ -1486,7 +1536,7 @@ impl MetaStore for PgStore {
                 .query("DELETE FROM parts WHERE upload_id = $1 RETURNING rec", &[&upload_id])
                 .await?;
             let blobs: Vec<String> = rows.iter().map(|r| r.get::<_, Json<PartRecord>>(0).0.blob).collect();
-            queue_deletions(tx, &blobs, delete_due_ms).await?;
+            queue_deletions(tx, &blobs, grace_ms).await?;
             Ok(())
         })
     }
@@ -1572,7 +1622,7 @@ impl MetaStore for PgStore {
     }
 
     async fn lead(&self, holder: &str, ttl_ms: u64) -> Result<bool> {
-        let client = self.pool.get().await.map_err(pool_error)?;
+        let client = self.background.get().await.map_err(pool_error)?;
         let row = rt(&client)
             .query_opt(
                 &format!(
@@ -1614,6 +1664,15 @@ impl MetaStore for PgStore {
         Ok(())
     }
 
+    async fn embedded_copy_verified(&self) -> Result<bool> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = rt(&client)
+            .query_opt("SELECT 1 FROM kura_info WHERE name = 'embedded_copy_verified'", &[])
+            .await
+            .map_err(db_error)?;
+        Ok(row.is_some())
+    }
+
     async fn live_gateways(&self) -> Result<Option<Vec<String>>> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let rows = rt(&client)
@@ -1624,7 +1683,7 @@ impl MetaStore for PgStore {
     }
 
     async fn publish_leases(&self, gateway: &str, blobs: &[String], ttl_ms: u64) -> Result<()> {
-        write_tx!(self, |tx| {
+        write_tx!(self, background, |tx| {
             rt(tx)
                 .execute(
                     &format!(

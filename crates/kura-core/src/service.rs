@@ -999,6 +999,15 @@ impl Kura {
     pub async fn sweep_orphans(&self, tmp_grace: Duration) -> Result<usize> {
         let blobs = self.blobs.clone();
         let meta = self.meta.clone();
+        if meta.shared() && blobs.root().join("meta.redb").exists() && !meta.embedded_copy_verified().await? {
+            // Every blob of an embedded store not (yet) copied into this database would look
+            // like an orphan: sweeping now would delete the store's data.
+            tracing::warn!(
+                "the data directory holds an embedded store (meta.redb) that `kura meta copy` has not copied into \
+                 this database: orphan sweeps are off until it has"
+            );
+            return Ok(0);
+        }
         let sharing = match meta.live_gateways().await? {
             Some(live) if meta.shared() => Some(crate::blob::Sharing {
                 live: live.into_iter().collect(),
@@ -1033,7 +1042,8 @@ impl Kura {
         };
         let live: std::collections::HashSet<String> = live.into_iter().collect();
         let blobs = self.blobs.clone();
-        let n = tokio::task::spawn_blocking(move || blobs.sweep_dead_tmp(&live))
+        let min_age = self.cfg.shared_file_grace;
+        let n = tokio::task::spawn_blocking(move || blobs.sweep_dead_tmp(&live, min_age))
             .await
             .map_err(Error::internal)?
             .map_err(Error::internal)?;
