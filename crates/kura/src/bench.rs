@@ -545,14 +545,46 @@ async fn bench(args: &BenchArgs, scratch: &Path) -> anyhow::Result<()> {
     let key = "many";
     let id = client.initiate(bucket, key).await?;
     let t = Instant::now();
-    let etags = client
-        .upload_parts(bucket, key, &id, small.clone(), args.many_parts, 16)
-        .await?;
+    // When each part was acknowledged, to compare the rate at the first parts with the rate
+    // at the last ones (each part is its own row: the 10,000th should cost what the 1st did).
+    let acked = std::sync::Mutex::new(Vec::with_capacity(args.many_parts as usize));
+    let sem = std::sync::Arc::new(Semaphore::new(16));
+    let futs = (1..=args.many_parts).map(|n| {
+        let (sem, small, acked, t, client, id) = (sem.clone(), small.clone(), &acked, &t, &client, &id);
+        async move {
+            let _permit = sem.acquire().await?;
+            let etag = client.upload_part(bucket, key, id, n, small).await?;
+            acked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(t.elapsed().as_secs_f64());
+            Ok::<_, anyhow::Error>(etag)
+        }
+    });
+    let etags = try_join_all(futs).await?;
     let part_rate = args.many_parts as f64 / t.elapsed().as_secs_f64();
     println!(
         "upload     {} parts of 102,400 bytes:          {part_rate:8.0} parts/s",
         args.many_parts
     );
+    let mut acked = acked.into_inner().unwrap_or_else(|p| p.into_inner());
+    acked.sort_by(|a, b| a.total_cmp(b));
+    let window = (acked.len() / 10).max(2);
+    let rate_at = |from: usize| {
+        let slice = &acked[from..(from + window).min(acked.len())];
+        (slice.len() - 1) as f64 / (slice[slice.len() - 1] - slice[0]).max(1e-9)
+    };
+    if acked.len() >= 2 * window {
+        let (first, middle, last) = (
+            rate_at(0),
+            rate_at(acked.len() / 2 - window / 2),
+            rate_at(acked.len() - window),
+        );
+        println!(
+            "           parts/s over the first, middle and last {window} parts: {first:.0}, {middle:.0}, {last:.0} (last = {:.2}x first)",
+            last / first
+        );
+    }
     let mut list = Vec::new();
     for _ in 0..args.runs.max(5) {
         let t = Instant::now();
