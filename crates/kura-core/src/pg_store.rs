@@ -609,10 +609,6 @@ impl PgStore {
             .map_err(|e| format!("metadata schema migration: {}", chain(&e)))?;
         Ok(row.get(0))
     }
-
-    pub fn pool(&self) -> &Pool {
-        &self.pool
-    }
 }
 
 fn busy() -> Error {
@@ -676,6 +672,12 @@ macro_rules! write_tx {
 }
 
 /// Queues blobs for deletion (one statement for any number).
+/// The deletion grace a caller's due time asks for, taken when the store call begins, so that
+/// it counts from the statement that queues the blobs, whatever the wait for locks.
+fn grace_of(delete_due_ms: u64) -> u64 {
+    delete_due_ms.saturating_sub(kura_proto::timefmt::now_millis())
+}
+
 /// Queues blobs for deletion (one statement for any number), due `grace_ms` after this
 /// statement on the database's clock, like the leases and the leader's term: the gateways'
 /// clocks need not agree, and time spent waiting for locks does not eat into the grace.
@@ -852,60 +854,44 @@ impl PgStore {
             }
         }
         let client = self.pool.get().await.map_err(pool_error)?;
-        let mut n = 0;
-        n += rt(&client)
-            .execute(
-                "INSERT INTO buckets (name, rec) SELECT * FROM unnest($1::TEXT[], $2::JSONB[]) ON CONFLICT DO NOTHING",
-                &[&buckets.0, &buckets.1],
-            )
-            .await
-            .map_err(db_error)?;
-        n += rt(&client)
-            .execute(
+        // One statement per table, each keeping the rows already there.
+        let statements: [(&str, Vec<Param<'_>>); 7] = [
+            (
+                "INSERT INTO buckets (name, rec) SELECT * FROM unnest($1::TEXT[], $2::JSONB[])",
+                vec![&buckets.0, &buckets.1],
+            ),
+            (
                 "INSERT INTO objects (bucket, key, rec, extents) \
-                 SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::JSONB[], $4::JSONB[]) ON CONFLICT DO NOTHING",
-                &[&objects.0, &objects.1, &objects.2, &objects.3],
-            )
-            .await
-            .map_err(db_error)?;
-        n += rt(&client)
-            .execute(
+                 SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::JSONB[], $4::JSONB[])",
+                vec![&objects.0, &objects.1, &objects.2, &objects.3],
+            ),
+            (
                 "INSERT INTO uploads (upload_id, bucket, key, rec) \
-                 SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::JSONB[]) ON CONFLICT DO NOTHING",
-                &[&uploads.0, &uploads.1, &uploads.2, &uploads.3],
-            )
-            .await
-            .map_err(db_error)?;
-        n += rt(&client)
-            .execute(
-                "INSERT INTO parts (upload_id, part_number, rec) \
-                 SELECT * FROM unnest($1::TEXT[], $2::INT[], $3::JSONB[]) ON CONFLICT DO NOTHING",
-                &[&parts.0, &parts.1, &parts.2],
-            )
-            .await
-            .map_err(db_error)?;
-        n += rt(&client)
-            .execute(
+                 SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::JSONB[])",
+                vec![&uploads.0, &uploads.1, &uploads.2, &uploads.3],
+            ),
+            (
+                "INSERT INTO parts (upload_id, part_number, rec) SELECT * FROM unnest($1::TEXT[], $2::INT[], $3::JSONB[])",
+                vec![&parts.0, &parts.1, &parts.2],
+            ),
+            (
                 "INSERT INTO completed (upload_id, completed_ms, rec) \
-                 SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::JSONB[]) ON CONFLICT DO NOTHING",
-                &[&completed.0, &completed.1, &completed.2],
-            )
-            .await
-            .map_err(db_error)?;
-        n += rt(&client)
-            .execute(
-                "INSERT INTO deletions (blob, due_ms) SELECT * FROM unnest($1::TEXT[], $2::BIGINT[]) ON CONFLICT DO NOTHING",
-                &[&deletions.0, &deletions.1],
-            )
-            .await
-            .map_err(db_error)?;
-        n += rt(&client)
-            .execute(
-                "INSERT INTO blob_index (blob) SELECT * FROM unnest($1::TEXT[]) ON CONFLICT DO NOTHING",
-                &[&blobs],
-            )
-            .await
-            .map_err(db_error)?;
+                 SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::JSONB[])",
+                vec![&completed.0, &completed.1, &completed.2],
+            ),
+            (
+                "INSERT INTO deletions (blob, due_ms) SELECT * FROM unnest($1::TEXT[], $2::BIGINT[])",
+                vec![&deletions.0, &deletions.1],
+            ),
+            ("INSERT INTO blob_index (blob) SELECT * FROM unnest($1::TEXT[])", vec![&blobs]),
+        ];
+        let mut n = 0;
+        for (sql, params) in &statements {
+            n += rt(&client)
+                .execute(&format!("{sql} ON CONFLICT DO NOTHING"), params)
+                .await
+                .map_err(db_error)?;
+        }
         Ok(n)
     }
 
@@ -1060,8 +1046,7 @@ impl MetaStore for PgStore {
         condition: &WriteCondition,
         delete_due_ms: u64,
     ) -> Result<()> {
-        // The grace counts from the commit, whatever the wait for locks.
-        let grace_ms = delete_due_ms.saturating_sub(kura_proto::timefmt::now_millis());
+        let grace_ms = grace_of(delete_due_ms);
         if condition.if_match.is_none() {
             // A new key, the common case: one statement (autocommit) creates the object and
             // indexes its blobs, or creates nothing when the key is taken.
@@ -1128,8 +1113,7 @@ impl MetaStore for PgStore {
         condition: &DeleteCondition,
         delete_due_ms: u64,
     ) -> Result<()> {
-        // The grace counts from the commit, whatever the wait for locks.
-        let grace_ms = delete_due_ms.saturating_sub(kura_proto::timefmt::now_millis());
+        let grace_ms = grace_of(delete_due_ms);
         write_tx!(self, |tx| {
             if !condition.is_empty() {
                 let existing = lock_object(tx, bucket, key).await?;
@@ -1268,8 +1252,7 @@ impl MetaStore for PgStore {
         rec: &PartRecord,
         delete_due_ms: u64,
     ) -> Result<()> {
-        // The grace counts from the commit, whatever the wait for locks.
-        let grace_ms = delete_due_ms.saturating_sub(kura_proto::timefmt::now_millis());
+        let grace_ms = grace_of(delete_due_ms);
         let number = i32::try_from(part_number).map_err(Error::internal)?;
         let sequential = {
             // A new part number of an open upload that is not sequential, the common case:
@@ -1442,8 +1425,7 @@ impl MetaStore for PgStore {
     }
 
     async fn complete_upload(&self, req: &CompleteRequest) -> Result<CompletedUpload> {
-        // The grace counts from the commit, whatever the wait for locks.
-        let grace_ms = req.delete_due_ms.saturating_sub(kura_proto::timefmt::now_millis());
+        let grace_ms = grace_of(req.delete_due_ms);
         let (bucket, key, upload_id) = (req.bucket.as_str(), req.key.as_str(), req.upload_id.as_str());
         write_tx!(self, |tx| {
             let row = rt(tx)
@@ -1520,8 +1502,7 @@ impl MetaStore for PgStore {
     }
 
     async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str, delete_due_ms: u64) -> Result<()> {
-        // The grace counts from the commit, whatever the wait for locks.
-        let grace_ms = delete_due_ms.saturating_sub(kura_proto::timefmt::now_millis());
+        let grace_ms = grace_of(delete_due_ms);
         write_tx!(self, |tx| {
             let gone = rt(tx)
                 .execute(

@@ -1008,16 +1008,13 @@ impl Kura {
             );
             return Ok(0);
         }
-        let sharing = match meta.live_gateways().await? {
-            Some(live) if meta.shared() => Some(crate::blob::Sharing {
-                live: live.into_iter().collect(),
+        let sharing = if meta.shared() {
+            Some(crate::blob::Sharing {
+                live: meta.live_gateways().await?.unwrap_or_default().into_iter().collect(),
                 grace: self.cfg.shared_file_grace,
-            }),
-            _ if meta.shared() => Some(crate::blob::Sharing {
-                live: Default::default(),
-                grace: self.cfg.shared_file_grace,
-            }),
-            _ => None,
+            })
+        } else {
+            None
         };
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {

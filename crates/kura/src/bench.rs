@@ -233,6 +233,24 @@ impl Client {
         Ok(())
     }
 
+    /// One ListParts page of 1,000 of an upload of `parts` parts, checked; milliseconds.
+    async fn time_list_parts(&self, bucket: &str, key: &str, id: &str, parts: u32) -> anyhow::Result<f64> {
+        let t = Instant::now();
+        let r = self
+            .send_ok(self.request(
+                reqwest::Method::GET,
+                bucket,
+                key,
+                &[("max-parts", "1000"), ("uploadId", id)],
+            ))
+            .await?;
+        let page: xml::ListPartsResult = xml::from_xml(&r.text().await?).map_err(anyhow::Error::msg)?;
+        if page.parts.len() != 1000.min(parts as usize) {
+            bail!("ListParts returned {} parts", page.parts.len());
+        }
+        Ok(t.elapsed().as_secs_f64() * 1000.0)
+    }
+
     async fn send_ok(&self, rb: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
         let r = rb.send().await?;
         if !r.status().is_success() {
@@ -587,20 +605,7 @@ async fn bench(args: &BenchArgs, scratch: &Path) -> anyhow::Result<()> {
     }
     let mut list = Vec::new();
     for _ in 0..args.runs.max(5) {
-        let t = Instant::now();
-        let r = client
-            .send_ok(client.request(
-                reqwest::Method::GET,
-                bucket,
-                key,
-                &[("max-parts", "1000"), ("uploadId", &id)],
-            ))
-            .await?;
-        let page: xml::ListPartsResult = xml::from_xml(&r.text().await?).map_err(anyhow::Error::msg)?;
-        if page.parts.len() != 1000.min(args.many_parts as usize) {
-            bail!("ListParts returned {} parts", page.parts.len());
-        }
-        list.push(t.elapsed().as_secs_f64() * 1000.0);
+        list.push(client.time_list_parts(bucket, key, &id, args.many_parts).await?);
     }
     println!(
         "listparts  page of 1,000:                        {:8.1} ms",
@@ -712,21 +717,7 @@ async fn backend_figures(
     let part_rate = args.many_parts as f64 / t.elapsed().as_secs_f64();
     let mut list = Vec::new();
     for i in 0..args.runs.max(5) {
-        let t = Instant::now();
-        let c = pick(i);
-        let r = c
-            .send_ok(c.request(
-                reqwest::Method::GET,
-                &bucket,
-                key,
-                &[("max-parts", "1000"), ("uploadId", &id)],
-            ))
-            .await?;
-        let page: xml::ListPartsResult = xml::from_xml(&r.text().await?).map_err(anyhow::Error::msg)?;
-        if page.parts.len() != 1000.min(args.many_parts as usize) {
-            bail!("ListParts returned {} parts", page.parts.len());
-        }
-        list.push(t.elapsed().as_secs_f64() * 1000.0);
+        list.push(pick(i).time_list_parts(&bucket, key, &id, args.many_parts).await?);
     }
     let t = Instant::now();
     pick(1).complete(&bucket, key, &id, &etags).await?;
