@@ -122,6 +122,146 @@ fn index_blobs<'a>(txn: &redb::WriteTransaction, ids: impl IntoIterator<Item = &
 
 pub struct RedbStore {
     db: Database,
+    group: GroupCommit,
+}
+
+/// Group commit: concurrent write calls share one redb write transaction and its one durable
+/// commit (one fsync for the batch instead of one per call, which is what bounds small writes
+/// on this store: redb has a single writer and each commit waits for the disk).
+///
+/// Each call runs its own closure, on its own thread, inside the batch's open transaction,
+/// one at a time (under `state`), so every check a call makes (conditions, the upload still
+/// open, a racing part number) sees the writes of the calls before it in the batch and is made
+/// inside the transaction that commits it. Calls that arrive while a batch is committing wait
+/// and form the next batch; the last of them to run commits it, so a lone call commits at once
+/// and is never held back waiting for company. Every member, failed or not, answers only once
+/// its batch's commit is done.
+///
+/// The rule that lets one call fail without failing the others: a store call returns an error
+/// other than an internal one only before its first write (every call here checks, then
+/// writes). An internal error or a panic may leave a half-done write behind, so it poisons the
+/// batch: the transaction is aborted and every member gets an internal error (outcome unknown
+/// to the service, which leaves their blobs to the orphan sweep).
+struct GroupCommit {
+    state: std::sync::Mutex<GroupState>,
+    changed: std::sync::Condvar,
+    /// Durable commits made (batches that wrote something), for tests and diagnostics.
+    commits: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct GroupState {
+    open: Option<OpenBatch>,
+    /// A batch's commit is running (its transaction is out of `open`).
+    committing: bool,
+    /// Calls that have arrived and not yet run their closure.
+    waiting: usize,
+}
+
+struct OpenBatch {
+    txn: redb::WriteTransaction,
+    outcome: std::sync::Arc<std::sync::OnceLock<std::result::Result<(), String>>>,
+    members: usize,
+    succeeded: usize,
+    poisoned: Option<String>,
+}
+
+/// A batch commits once this many calls have run in it even if more are waiting, so that a
+/// steady stream of writers cannot hold a batch (and its first member's answer) open for long.
+const MAX_BATCH: usize = 256;
+
+impl GroupCommit {
+    fn new() -> Self {
+        GroupCommit {
+            state: std::sync::Mutex::new(GroupState::default()),
+            changed: std::sync::Condvar::new(),
+            commits: Default::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GroupState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write<T>(&self, db: &Database, f: impl FnOnce(&redb::WriteTransaction) -> Result<T>) -> Result<T> {
+        let mut st = self.lock();
+        st.waiting += 1;
+        while st.committing {
+            st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        if st.open.is_none() {
+            match db.begin_write() {
+                Ok(txn) => {
+                    st.open = Some(OpenBatch {
+                        txn,
+                        outcome: Default::default(),
+                        members: 0,
+                        succeeded: 0,
+                        poisoned: None,
+                    })
+                }
+                Err(e) => {
+                    st.waiting -= 1;
+                    return Err(db_err(e));
+                }
+            }
+        }
+        st.waiting -= 1;
+        let batch = st.open.as_mut().expect("a batch was opened above");
+        batch.members += 1;
+        let result = if let Some(why) = &batch.poisoned {
+            Err(Error::internal(format!("metadata store: batch aborted: {why}")))
+        } else {
+            let txn = &batch.txn;
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(txn))) {
+                Ok(Ok(v)) => {
+                    batch.succeeded += 1;
+                    Ok(v)
+                }
+                Ok(Err(e)) => {
+                    if e.code == Code::InternalError || e.code == Code::ServiceUnavailable {
+                        batch.poisoned = Some(e.message.clone());
+                    }
+                    Err(e)
+                }
+                Err(_) => {
+                    batch.poisoned = Some("a store call panicked".into());
+                    Err(Error::internal("metadata store: a store call panicked"))
+                }
+            }
+        };
+        let outcome = batch.outcome.clone();
+        let full = batch.members >= MAX_BATCH;
+        if st.waiting == 0 || full {
+            let batch = st.open.take().expect("the batch is still open");
+            st.committing = true;
+            drop(st);
+            let done = if let Some(why) = batch.poisoned {
+                let _ = batch.txn.abort();
+                Err(why)
+            } else if batch.succeeded == 0 {
+                // Every member failed its checks before writing: nothing to make durable.
+                batch.txn.abort().map_err(|e| e.to_string())
+            } else {
+                self.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                batch.txn.commit().map_err(|e| e.to_string())
+            };
+            let _ = batch.outcome.set(done);
+            let mut st = self.lock();
+            st.committing = false;
+            drop(st);
+            self.changed.notify_all();
+        } else {
+            while outcome.get().is_none() {
+                st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        match outcome.get() {
+            Some(Ok(())) => result,
+            Some(Err(why)) => Err(Error::internal(format!("metadata store: batch commit failed: {why}"))),
+            None => Err(Error::internal("metadata store: batch ended without an outcome")),
+        }
+    }
 }
 
 fn db_err(e: impl std::fmt::Display) -> Error {
@@ -194,11 +334,19 @@ impl RedbStore {
             }
         }
         txn.commit().map_err(db_err)?;
-        Ok(RedbStore { db })
+        Ok(RedbStore {
+            db,
+            group: GroupCommit::new(),
+        })
     }
 }
 
 impl RedbStore {
+    /// Durable commits made since the store was opened (each covers one batch of writes).
+    pub fn commits(&self) -> u64 {
+        self.group.commits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Every row of the store, table by table, from one read transaction (a consistent
     /// snapshot): what `kura meta copy` moves into PostgreSQL.
     pub fn export(&self, f: &mut dyn FnMut(crate::copy::Row) -> Result<()>) -> Result<()> {
@@ -245,33 +393,33 @@ impl RedbStore {
 
 impl BlockingMetaStore for RedbStore {
     fn create_bucket(&self, rec: &BucketRecord, acl_given: bool, max_buckets: usize) -> Result<bool> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        let created;
-        {
-            let mut t = txn.open_table(BUCKETS).map_err(db_err)?;
-            let existing: Option<BucketRecord> = match t.get(rec.name.as_str()).map_err(db_err)? {
-                Some(v) => Some(dec(v.value())?),
-                None => None,
-            };
-            match existing {
-                Some(mut b) => {
-                    created = false;
-                    if acl_given && b.acl != rec.acl {
-                        b.acl = rec.acl;
-                        t.insert(rec.name.as_str(), enc(&b)?.as_slice()).map_err(db_err)?;
+        self.group.write(&self.db, |txn| {
+            let created;
+            {
+                let mut t = txn.open_table(BUCKETS).map_err(db_err)?;
+                let existing: Option<BucketRecord> = match t.get(rec.name.as_str()).map_err(db_err)? {
+                    Some(v) => Some(dec(v.value())?),
+                    None => None,
+                };
+                match existing {
+                    Some(mut b) => {
+                        created = false;
+                        if acl_given && b.acl != rec.acl {
+                            b.acl = rec.acl;
+                            t.insert(rec.name.as_str(), enc(&b)?.as_slice()).map_err(db_err)?;
+                        }
                     }
-                }
-                None => {
-                    if t.len().map_err(db_err)? as usize >= max_buckets {
-                        return Err(Error::new(Code::TooManyBuckets));
+                    None => {
+                        if t.len().map_err(db_err)? as usize >= max_buckets {
+                            return Err(Error::new(Code::TooManyBuckets));
+                        }
+                        created = true;
+                        t.insert(rec.name.as_str(), enc(rec)?.as_slice()).map_err(db_err)?;
                     }
-                    created = true;
-                    t.insert(rec.name.as_str(), enc(rec)?.as_slice()).map_err(db_err)?;
                 }
             }
-        }
-        txn.commit().map_err(db_err)?;
-        Ok(created)
+            Ok(created)
+        })
     }
 
     fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>> {
@@ -295,48 +443,50 @@ impl BlockingMetaStore for RedbStore {
     }
 
     fn set_bucket_acl(&self, name: &str, acl: Acl) -> Result<()> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut t = txn.open_table(BUCKETS).map_err(db_err)?;
-            let mut b: BucketRecord = match t.get(name).map_err(db_err)? {
-                Some(v) => dec(v.value())?,
-                None => return Err(no_such_bucket(name)),
-            };
-            b.acl = acl;
-            t.insert(name, enc(&b)?.as_slice()).map_err(db_err)?;
-        }
-        txn.commit().map_err(db_err)
+        self.group.write(&self.db, |txn| {
+            {
+                let mut t = txn.open_table(BUCKETS).map_err(db_err)?;
+                let mut b: BucketRecord = match t.get(name).map_err(db_err)? {
+                    Some(v) => dec(v.value())?,
+                    None => return Err(no_such_bucket(name)),
+                };
+                b.acl = acl;
+                t.insert(name, enc(&b)?.as_slice()).map_err(db_err)?;
+            }
+            Ok(())
+        })
     }
 
     fn delete_bucket(&self, name: &str) -> Result<()> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut buckets = txn.open_table(BUCKETS).map_err(db_err)?;
-            if buckets.get(name).map_err(db_err)?.is_none() {
-                return Err(no_such_bucket(name));
+        self.group.write(&self.db, |txn| {
+            {
+                let mut buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+                if buckets.get(name).map_err(db_err)?.is_none() {
+                    return Err(no_such_bucket(name));
+                }
+                let objects = txn.open_table(OBJECTS).map_err(db_err)?;
+                let has_object = objects
+                    .range((name, "")..)
+                    .map_err(db_err)?
+                    .next()
+                    .transpose()
+                    .map_err(db_err)?
+                    .is_some_and(|(k, _)| k.value().0 == name);
+                let uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+                let has_upload = uploads
+                    .range((name, "", "")..)
+                    .map_err(db_err)?
+                    .next()
+                    .transpose()
+                    .map_err(db_err)?
+                    .is_some_and(|(k, _)| k.value().0 == name);
+                if has_object || has_upload {
+                    return Err(Error::new(Code::BucketNotEmpty).with_bucket(name));
+                }
+                buckets.remove(name).map_err(db_err)?;
             }
-            let objects = txn.open_table(OBJECTS).map_err(db_err)?;
-            let has_object = objects
-                .range((name, "")..)
-                .map_err(db_err)?
-                .next()
-                .transpose()
-                .map_err(db_err)?
-                .is_some_and(|(k, _)| k.value().0 == name);
-            let uploads = txn.open_table(UPLOADS).map_err(db_err)?;
-            let has_upload = uploads
-                .range((name, "", "")..)
-                .map_err(db_err)?
-                .next()
-                .transpose()
-                .map_err(db_err)?
-                .is_some_and(|(k, _)| k.value().0 == name);
-            if has_object || has_upload {
-                return Err(Error::new(Code::BucketNotEmpty).with_bucket(name));
-            }
-            buckets.remove(name).map_err(db_err)?;
-        }
-        txn.commit().map_err(db_err)
+            Ok(())
+        })
     }
 
     fn put_object(
@@ -347,29 +497,30 @@ impl BlockingMetaStore for RedbStore {
         condition: &WriteCondition,
         delete_due_ms: u64,
     ) -> Result<()> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
-            if buckets.get(bucket).map_err(db_err)?.is_none() {
-                return Err(no_such_bucket(bucket));
-            }
-            let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
-            let old: Option<ObjectRecord> = match objects.get((bucket, key)).map_err(db_err)? {
-                Some(v) => Some(dec(v.value())?),
-                None => None,
-            };
-            condition.check(key, old.as_ref())?;
-            let mut extents = txn.open_table(EXTENTS).map_err(db_err)?;
-            if old.is_some() {
-                let mut del = DeletionQueue::open(&txn)?;
-                for e in take_extents(&mut extents, bucket, key)? {
-                    del.push(e.blob.as_str(), delete_due_ms)?;
+        self.group.write(&self.db, |txn| {
+            {
+                let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+                if buckets.get(bucket).map_err(db_err)?.is_none() {
+                    return Err(no_such_bucket(bucket));
                 }
+                let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
+                let old: Option<ObjectRecord> = match objects.get((bucket, key)).map_err(db_err)? {
+                    Some(v) => Some(dec(v.value())?),
+                    None => None,
+                };
+                condition.check(key, old.as_ref())?;
+                let mut extents = txn.open_table(EXTENTS).map_err(db_err)?;
+                if old.is_some() {
+                    let mut del = DeletionQueue::open(txn)?;
+                    for e in take_extents(&mut extents, bucket, key)? {
+                        del.push(e.blob.as_str(), delete_due_ms)?;
+                    }
+                }
+                store_object(&mut objects, &mut extents, bucket, key, rec)?;
             }
-            store_object(&mut objects, &mut extents, bucket, key, rec)?;
-        }
-        index_blobs(&txn, rec.extents.iter().map(|e| e.blob.as_str()))?;
-        txn.commit().map_err(db_err)
+            index_blobs(txn, rec.extents.iter().map(|e| e.blob.as_str()))?;
+            Ok(())
+        })
     }
 
     fn get_object(&self, bucket: &str, key: &str) -> Result<Option<ObjectRecord>> {
@@ -391,44 +542,46 @@ impl BlockingMetaStore for RedbStore {
     }
 
     fn delete_object(&self, bucket: &str, key: &str, condition: &DeleteCondition, delete_due_ms: u64) -> Result<()> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
-            if buckets.get(bucket).map_err(db_err)?.is_none() {
-                return Err(no_such_bucket(bucket));
-            }
-            let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
-            if !condition.is_empty() {
-                let existing: Option<ObjectRecord> = match objects.get((bucket, key)).map_err(db_err)? {
-                    Some(v) => Some(dec(v.value())?),
-                    None => None,
-                };
-                condition.check(key, existing.as_ref())?;
-            }
-            let existed = objects.remove((bucket, key)).map_err(db_err)?.is_some();
-            if existed {
-                let mut extents = txn.open_table(EXTENTS).map_err(db_err)?;
-                let mut del = DeletionQueue::open(&txn)?;
-                for e in take_extents(&mut extents, bucket, key)? {
-                    del.push(e.blob.as_str(), delete_due_ms)?;
+        self.group.write(&self.db, |txn| {
+            {
+                let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+                if buckets.get(bucket).map_err(db_err)?.is_none() {
+                    return Err(no_such_bucket(bucket));
+                }
+                let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
+                if !condition.is_empty() {
+                    let existing: Option<ObjectRecord> = match objects.get((bucket, key)).map_err(db_err)? {
+                        Some(v) => Some(dec(v.value())?),
+                        None => None,
+                    };
+                    condition.check(key, existing.as_ref())?;
+                }
+                let existed = objects.remove((bucket, key)).map_err(db_err)?.is_some();
+                if existed {
+                    let mut extents = txn.open_table(EXTENTS).map_err(db_err)?;
+                    let mut del = DeletionQueue::open(txn)?;
+                    for e in take_extents(&mut extents, bucket, key)? {
+                        del.push(e.blob.as_str(), delete_due_ms)?;
+                    }
                 }
             }
-        }
-        txn.commit().map_err(db_err)
+            Ok(())
+        })
     }
 
     fn set_object_acl(&self, bucket: &str, key: &str, acl: ObjectAcl) -> Result<()> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
-            let mut rec: ObjectRecord = match objects.get((bucket, key)).map_err(db_err)? {
-                Some(v) => dec(v.value())?,
-                None => return Err(Error::new(Code::NoSuchKey).with_key(key)),
-            };
-            rec.acl = acl;
-            objects.insert((bucket, key), enc(&rec)?.as_slice()).map_err(db_err)?;
-        }
-        txn.commit().map_err(db_err)
+        self.group.write(&self.db, |txn| {
+            {
+                let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
+                let mut rec: ObjectRecord = match objects.get((bucket, key)).map_err(db_err)? {
+                    Some(v) => dec(v.value())?,
+                    None => return Err(Error::new(Code::NoSuchKey).with_key(key)),
+                };
+                rec.acl = acl;
+                objects.insert((bucket, key), enc(&rec)?.as_slice()).map_err(db_err)?;
+            }
+            Ok(())
+        })
     }
 
     fn scan_objects(
@@ -464,18 +617,19 @@ impl BlockingMetaStore for RedbStore {
     }
 
     fn create_upload(&self, bucket: &str, rec: &UploadRecord) -> Result<()> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
-            if buckets.get(bucket).map_err(db_err)?.is_none() {
-                return Err(no_such_bucket(bucket));
+        self.group.write(&self.db, |txn| {
+            {
+                let buckets = txn.open_table(BUCKETS).map_err(db_err)?;
+                if buckets.get(bucket).map_err(db_err)?.is_none() {
+                    return Err(no_such_bucket(bucket));
+                }
+                let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+                uploads
+                    .insert((bucket, rec.key.as_str(), rec.upload_id.as_str()), enc(rec)?.as_slice())
+                    .map_err(db_err)?;
             }
-            let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
-            uploads
-                .insert((bucket, rec.key.as_str(), rec.upload_id.as_str()), enc(rec)?.as_slice())
-                .map_err(db_err)?;
-        }
-        txn.commit().map_err(db_err)
+            Ok(())
+        })
     }
 
     fn get_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Option<UploadRecord>> {
@@ -505,37 +659,38 @@ impl BlockingMetaStore for RedbStore {
         rec: &PartRecord,
         delete_due_ms: u64,
     ) -> Result<()> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let uploads = txn.open_table(UPLOADS).map_err(db_err)?;
-            let upload: UploadRecord = match uploads.get((bucket, key, upload_id)).map_err(db_err)? {
-                Some(v) => dec(v.value())?,
-                None => return Err(no_such_upload(upload_id)),
-            };
-            let mut parts = txn.open_table(PARTS).map_err(db_err)?;
-            if upload.sequential {
-                let last = parts
-                    .range((upload_id, 0)..=(upload_id, u32::MAX))
-                    .map_err(db_err)?
-                    .next_back()
-                    .transpose()
-                    .map_err(db_err)?
-                    .map_or(0, |(k, _)| k.value().1);
-                if part_number > last + 1 {
-                    return Err(Error::new(Code::PartNotSequential));
+        self.group.write(&self.db, |txn| {
+            {
+                let uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+                let upload: UploadRecord = match uploads.get((bucket, key, upload_id)).map_err(db_err)? {
+                    Some(v) => dec(v.value())?,
+                    None => return Err(no_such_upload(upload_id)),
+                };
+                let mut parts = txn.open_table(PARTS).map_err(db_err)?;
+                if upload.sequential {
+                    let last = parts
+                        .range((upload_id, 0)..=(upload_id, u32::MAX))
+                        .map_err(db_err)?
+                        .next_back()
+                        .transpose()
+                        .map_err(db_err)?
+                        .map_or(0, |(k, _)| k.value().1);
+                    if part_number > last + 1 {
+                        return Err(Error::new(Code::PartNotSequential));
+                    }
+                }
+                let old = parts
+                    .insert((upload_id, part_number), enc(rec)?.as_slice())
+                    .map_err(db_err)?;
+                if let Some(old) = old {
+                    let old: PartRecord = dec(old.value())?;
+                    let mut del = DeletionQueue::open(txn)?;
+                    del.push(old.blob.as_str(), delete_due_ms)?;
                 }
             }
-            let old = parts
-                .insert((upload_id, part_number), enc(rec)?.as_slice())
-                .map_err(db_err)?;
-            if let Some(old) = old {
-                let old: PartRecord = dec(old.value())?;
-                let mut del = DeletionQueue::open(&txn)?;
-                del.push(old.blob.as_str(), delete_due_ms)?;
-            }
-        }
-        index_blobs(&txn, [rec.blob.as_str()])?;
-        txn.commit().map_err(db_err)
+            index_blobs(txn, [rec.blob.as_str()])?;
+            Ok(())
+        })
     }
 
     fn scan_parts(&self, upload_id: &str, after: u32, limit: usize) -> Result<Vec<(u32, PartRecord)>> {
@@ -579,100 +734,104 @@ impl BlockingMetaStore for RedbStore {
 
     fn complete_upload(&self, req: &CompleteRequest) -> Result<CompletedUpload> {
         let (bucket, key, upload_id) = (req.bucket.as_str(), req.key.as_str(), req.upload_id.as_str());
-        let txn = self.db.begin_write().map_err(db_err)?;
-        let outcome;
-        {
-            let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
-            let upload: UploadRecord = match uploads.get((bucket, key, upload_id)).map_err(db_err)? {
-                Some(v) => dec(v.value())?,
-                None => {
-                    // A retry of a Complete that succeeded gets the same answer.
-                    let completed = txn.open_table(COMPLETED).map_err(db_err)?;
-                    if let Some(v) = completed.get(upload_id).map_err(db_err)? {
-                        let c: CompletedUpload = dec(v.value())?;
-                        if c.bucket == bucket && c.key == key && c.request_fingerprint == req.selection.fingerprint() {
-                            return Ok(c);
+        self.group.write(&self.db, |txn| {
+            let outcome;
+            {
+                let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+                let upload: UploadRecord = match uploads.get((bucket, key, upload_id)).map_err(db_err)? {
+                    Some(v) => dec(v.value())?,
+                    None => {
+                        // A retry of a Complete that succeeded gets the same answer.
+                        let completed = txn.open_table(COMPLETED).map_err(db_err)?;
+                        if let Some(v) = completed.get(upload_id).map_err(db_err)? {
+                            let c: CompletedUpload = dec(v.value())?;
+                            if c.bucket == bucket
+                                && c.key == key
+                                && c.request_fingerprint == req.selection.fingerprint()
+                            {
+                                return Ok(c);
+                            }
                         }
+                        return Err(no_such_upload(upload_id));
                     }
-                    return Err(no_such_upload(upload_id));
+                };
+                let mut parts = txn.open_table(PARTS).map_err(db_err)?;
+                let mut stored = BTreeMap::new();
+                for item in parts.range((upload_id, 0)..=(upload_id, u32::MAX)).map_err(db_err)? {
+                    let (k, v) = item.map_err(db_err)?;
+                    stored.insert(k.value().1, dec::<PartRecord>(v.value())?);
                 }
-            };
-            let mut parts = txn.open_table(PARTS).map_err(db_err)?;
-            let mut stored = BTreeMap::new();
-            for item in parts.range((upload_id, 0)..=(upload_id, u32::MAX)).map_err(db_err)? {
-                let (k, v) = item.map_err(db_err)?;
-                stored.insert(k.value().1, dec::<PartRecord>(v.value())?);
-            }
-            let chosen = choose_parts(&req.selection, &stored, req.min_part_size)?;
-            if upload.sequential && chosen.iter().enumerate().any(|(i, (n, _))| *n as usize != i + 1) {
-                return Err(Error::new(Code::PartNotSequential));
-            }
-            let rec = object_from_parts(&upload, &chosen, req.acl, req.now_ms);
-            check_expected_checksum(&rec, req.expected_checksum.as_ref())?;
+                let chosen = choose_parts(&req.selection, &stored, req.min_part_size)?;
+                if upload.sequential && chosen.iter().enumerate().any(|(i, (n, _))| *n as usize != i + 1) {
+                    return Err(Error::new(Code::PartNotSequential));
+                }
+                let rec = object_from_parts(&upload, &chosen, req.acl, req.now_ms);
+                check_expected_checksum(&rec, req.expected_checksum.as_ref())?;
 
-            let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
-            let mut del = DeletionQueue::open(&txn)?;
-            let old: Option<ObjectRecord> = match objects.get((bucket, key)).map_err(db_err)? {
-                Some(v) => Some(dec(v.value())?),
-                None => None,
-            };
-            let mut condition = req.condition.clone();
-            condition.forbid_overwrite |= upload.forbid_overwrite;
-            condition.check(key, old.as_ref())?;
-            let mut extents = txn.open_table(EXTENTS).map_err(db_err)?;
-            if old.is_some() {
-                for e in take_extents(&mut extents, bucket, key)? {
-                    del.push(e.blob.as_str(), req.delete_due_ms)?;
+                let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
+                let mut del = DeletionQueue::open(txn)?;
+                let old: Option<ObjectRecord> = match objects.get((bucket, key)).map_err(db_err)? {
+                    Some(v) => Some(dec(v.value())?),
+                    None => None,
+                };
+                let mut condition = req.condition.clone();
+                condition.forbid_overwrite |= upload.forbid_overwrite;
+                condition.check(key, old.as_ref())?;
+                let mut extents = txn.open_table(EXTENTS).map_err(db_err)?;
+                if old.is_some() {
+                    for e in take_extents(&mut extents, bucket, key)? {
+                        del.push(e.blob.as_str(), req.delete_due_ms)?;
+                    }
                 }
-            }
-            // Parts not listed are discarded.
-            let used: HashSet<u32> = chosen.iter().map(|(n, _)| *n).collect();
-            for (n, p) in &stored {
-                if !used.contains(n) {
-                    del.push(p.blob.as_str(), req.delete_due_ms)?;
+                // Parts not listed are discarded.
+                let used: HashSet<u32> = chosen.iter().map(|(n, _)| *n).collect();
+                for (n, p) in &stored {
+                    if !used.contains(n) {
+                        del.push(p.blob.as_str(), req.delete_due_ms)?;
+                    }
                 }
+                store_object(&mut objects, &mut extents, bucket, key, &rec)?;
+                parts
+                    .extract_from_if((upload_id, 0)..=(upload_id, u32::MAX), |_, _| true)
+                    .map_err(db_err)?
+                    .for_each(drop);
+                uploads.remove((bucket, key, upload_id)).map_err(db_err)?;
+                outcome = CompletedUpload {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                    request_fingerprint: req.selection.fingerprint(),
+                    etag: rec.etag.clone(),
+                    crc64: rec.crc64,
+                    size: rec.size,
+                    completed_ms: req.now_ms,
+                };
+                let mut completed = txn.open_table(COMPLETED).map_err(db_err)?;
+                completed.insert(upload_id, enc(&outcome)?.as_slice()).map_err(db_err)?;
             }
-            store_object(&mut objects, &mut extents, bucket, key, &rec)?;
-            parts
-                .extract_from_if((upload_id, 0)..=(upload_id, u32::MAX), |_, _| true)
-                .map_err(db_err)?
-                .for_each(drop);
-            uploads.remove((bucket, key, upload_id)).map_err(db_err)?;
-            outcome = CompletedUpload {
-                bucket: bucket.to_string(),
-                key: key.to_string(),
-                request_fingerprint: req.selection.fingerprint(),
-                etag: rec.etag.clone(),
-                crc64: rec.crc64,
-                size: rec.size,
-                completed_ms: req.now_ms,
-            };
-            let mut completed = txn.open_table(COMPLETED).map_err(db_err)?;
-            completed.insert(upload_id, enc(&outcome)?.as_slice()).map_err(db_err)?;
-        }
-        txn.commit().map_err(db_err)?;
-        Ok(outcome)
+            Ok(outcome)
+        })
     }
 
     fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str, delete_due_ms: u64) -> Result<()> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
-            if uploads.remove((bucket, key, upload_id)).map_err(db_err)?.is_none() {
-                return Err(no_such_upload(upload_id));
-            }
-            let mut parts = txn.open_table(PARTS).map_err(db_err)?;
-            let mut del = DeletionQueue::open(&txn)?;
-            for item in parts
-                .extract_from_if((upload_id, 0)..=(upload_id, u32::MAX), |_, _| true)
-                .map_err(db_err)?
+        self.group.write(&self.db, |txn| {
             {
-                let (_, v) = item.map_err(db_err)?;
-                let p: PartRecord = dec(v.value())?;
-                del.push(p.blob.as_str(), delete_due_ms)?;
+                let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
+                if uploads.remove((bucket, key, upload_id)).map_err(db_err)?.is_none() {
+                    return Err(no_such_upload(upload_id));
+                }
+                let mut parts = txn.open_table(PARTS).map_err(db_err)?;
+                let mut del = DeletionQueue::open(txn)?;
+                for item in parts
+                    .extract_from_if((upload_id, 0)..=(upload_id, u32::MAX), |_, _| true)
+                    .map_err(db_err)?
+                {
+                    let (_, v) = item.map_err(db_err)?;
+                    let p: PartRecord = dec(v.value())?;
+                    del.push(p.blob.as_str(), delete_due_ms)?;
+                }
             }
-        }
-        txn.commit().map_err(db_err)
+            Ok(())
+        })
     }
 
     fn due_deletions(&self, now_ms: u64, limit: usize) -> Result<Vec<String>> {
@@ -690,16 +849,17 @@ impl BlockingMetaStore for RedbStore {
     }
 
     fn forget_deletions(&self, blobs: &[String]) -> Result<()> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut queue = DeletionQueue::open(&txn)?;
-            let mut index = txn.open_table(BLOB_INDEX).map_err(db_err)?;
-            for b in blobs {
-                queue.forget(b)?;
-                index.remove(b.as_str()).map_err(db_err)?;
+        self.group.write(&self.db, |txn| {
+            {
+                let mut queue = DeletionQueue::open(txn)?;
+                let mut index = txn.open_table(BLOB_INDEX).map_err(db_err)?;
+                for b in blobs {
+                    queue.forget(b)?;
+                    index.remove(b.as_str()).map_err(db_err)?;
+                }
             }
-        }
-        txn.commit().map_err(db_err)
+            Ok(())
+        })
     }
 
     fn unknown_blobs(&self, ids: &[String]) -> Result<Vec<String>> {
@@ -715,34 +875,30 @@ impl BlockingMetaStore for RedbStore {
     }
 
     fn expire_completed(&self, before_ms: u64) -> Result<usize> {
-        let txn = self.db.begin_write().map_err(db_err)?;
-        let n;
-        {
-            let mut completed = txn.open_table(COMPLETED).map_err(db_err)?;
-            let mut expired = Vec::new();
-            for item in completed.iter().map_err(db_err)? {
-                let (k, v) = item.map_err(db_err)?;
-                if initiated_ms(k.value()).is_some_and(|t| t >= before_ms) {
-                    break;
+        self.group.write(&self.db, |txn| {
+            let n;
+            {
+                let mut completed = txn.open_table(COMPLETED).map_err(db_err)?;
+                let mut expired = Vec::new();
+                for item in completed.iter().map_err(db_err)? {
+                    let (k, v) = item.map_err(db_err)?;
+                    if initiated_ms(k.value()).is_some_and(|t| t >= before_ms) {
+                        break;
+                    }
+                    let keep = serde_json::from_slice::<CompletedUpload>(v.value())
+                        .map(|c| c.completed_ms >= before_ms)
+                        .unwrap_or(false);
+                    if !keep {
+                        expired.push(k.value().to_string());
+                    }
                 }
-                let keep = serde_json::from_slice::<CompletedUpload>(v.value())
-                    .map(|c| c.completed_ms >= before_ms)
-                    .unwrap_or(false);
-                if !keep {
-                    expired.push(k.value().to_string());
+                n = expired.len();
+                for id in &expired {
+                    completed.remove(id.as_str()).map_err(db_err)?;
                 }
             }
-            n = expired.len();
-            for id in &expired {
-                completed.remove(id.as_str()).map_err(db_err)?;
-            }
-        }
-        if n > 0 {
-            txn.commit().map_err(db_err)?;
-        } else {
-            txn.abort().map_err(db_err)?;
-        }
-        Ok(n)
+            Ok(n)
+        })
     }
 }
 

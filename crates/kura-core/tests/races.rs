@@ -348,3 +348,86 @@ async fn racing_overwrites_queue_every_replaced_blob() {
         );
     }
 }
+
+/// Many writers at once (one group-commit batch on redb): of the conditional creates of one
+/// key in a round exactly one wins and the object is the winner's, while the plain writes
+/// batched with them, before and after the losers, all land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conditional_creates_in_one_batch_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let redb = Arc::new(RedbStore::open(&dir.path().join("meta.redb")).unwrap());
+    let mut stores = vec![("redb", {
+        let s: Arc<dyn MetaStore> = Arc::new(Blocking(redb.clone()));
+        (s.clone(), s)
+    })];
+    for (name, a, b, _) in backends().await.into_iter().skip(1) {
+        stores.push((name, (a, b)));
+    }
+    let mut writes = 0u64;
+    for (name, (a, b)) in stores {
+        make_bucket(&a, "bkt").await;
+        for round in 0..20 {
+            let hot = format!("hot-{round}");
+            let mut tasks = Vec::new();
+            for i in 0..64 {
+                let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let hot = hot.clone();
+                tasks.push(tokio::spawn(async move {
+                    let id = blob();
+                    if i % 4 == 0 {
+                        let plain = store
+                            .put_object(
+                                "bkt",
+                                &format!("plain-{i}-{id}"),
+                                &object(&id),
+                                &WriteCondition::default(),
+                                0,
+                            )
+                            .await;
+                        return (None, plain.map(|_| id));
+                    }
+                    let forbid = WriteCondition {
+                        forbid_overwrite: true,
+                        if_match: None,
+                    };
+                    let r = store.put_object("bkt", &hot, &object(&id), &forbid, 0).await;
+                    (Some(id.clone()), r.map(|_| id))
+                }));
+            }
+            let mut winners = Vec::new();
+            for t in tasks {
+                match t.await.unwrap() {
+                    (None, r) => {
+                        r.unwrap_or_else(|e| panic!("{name}: a plain write failed: {e:?}"));
+                    }
+                    (Some(_), Ok(id)) => winners.push(id),
+                    (Some(_), Err(e)) => assert_eq!(e.code, Code::FileAlreadyExists, "{name}"),
+                }
+                writes += u64::from(name == "redb");
+            }
+            assert_eq!(winners.len(), 1, "{name}: round {round}: {} winners", winners.len());
+            let stored = a.get_object("bkt", &hot).await.unwrap().unwrap();
+            assert_eq!(
+                stored.extents[0].blob, winners[0],
+                "{name}: the object is not the winner's"
+            );
+        }
+        let plain = a
+            .scan_objects(
+                "bkt",
+                "plain-",
+                &kura_core::meta::ScanStart::After(String::new()),
+                10_000,
+            )
+            .await
+            .unwrap();
+        assert_eq!(plain.len(), 20 * 16, "{name}: plain writes lost");
+    }
+    // The writes shared commits: fewer durable commits than writes on redb.
+    let commits = redb.commits();
+    eprintln!("redb: {commits} durable commits for {writes} writes");
+    assert!(
+        commits < writes / 2,
+        "{commits} commits for {writes} redb writes: no group commit"
+    );
+}

@@ -43,6 +43,13 @@ pub struct BenchArgs {
     /// Only the backend comparison (with --meta): skip the S3 and memory sections.
     #[arg(long)]
     pub meta_only: bool,
+    /// Only the small-write section (PutObject and GET of small objects, with the parallel
+    /// fsync reference): a quick loop for work on the commit path.
+    #[arg(long)]
+    pub small_only: bool,
+    /// Seconds each small-write measurement runs.
+    #[arg(long, default_value_t = 3.0)]
+    pub small_secs: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -498,6 +505,11 @@ async fn bench(args: &BenchArgs, scratch: &Path) -> anyhow::Result<()> {
         .send_ok(client.request(reqwest::Method::PUT, bucket, "", &[]))
         .await?;
 
+    small_writes(args, &client, bucket, &buf, scratch).await?;
+    if args.small_only {
+        return Ok(());
+    }
+
     // 1 GiB multipart upload, 8 MiB parts, 8 in flight.
     let part = Bytes::from(buf[..8 * MIB].to_vec());
     let parts = (args.upload_mib / 8).max(1) as u32;
@@ -754,6 +766,149 @@ async fn backend_figures(
         put_p50_ms: percentile(latencies.clone(), 0.5),
         put_p99_ms: percentile(latencies, 0.99),
     })
+}
+
+/// The machine's rate of small durable writes: `threads` threads each creating, writing and
+/// fsyncing `size`-byte files for `secs` seconds, files/s. What a store that fsyncs one file
+/// per small object could reach at best with that much concurrency.
+fn parallel_fsync_rate(dir: &Path, threads: usize, size: usize, secs: f64) -> anyhow::Result<f64> {
+    let body = vec![0x3cu8; size];
+    let dir = dir.join("fsync-ref");
+    std::fs::create_dir_all(&dir)?;
+    let t = Instant::now();
+    let done = std::thread::scope(|s| -> anyhow::Result<usize> {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let (body, dir) = (&body, &dir);
+                s.spawn(move || -> std::io::Result<usize> {
+                    use std::io::Write;
+                    let mut n = 0;
+                    while t.elapsed().as_secs_f64() < secs {
+                        let mut f = std::fs::File::create(dir.join(format!("{i}-{n}")))?;
+                        f.write_all(body)?;
+                        f.sync_all()?;
+                        n += 1;
+                    }
+                    Ok(n)
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for h in handles {
+            total += h.join().map_err(|_| anyhow::anyhow!("reference thread panicked"))??;
+        }
+        Ok(total)
+    })?;
+    let rate = done as f64 / t.elapsed().as_secs_f64();
+    std::fs::remove_dir_all(&dir)?;
+    Ok(rate)
+}
+
+/// Requests/s, median and p99 latency (ms) of one small-request measurement.
+struct Load {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// Runs `clients` concurrent loops of `op(client index, sequence number)` for `secs` seconds.
+async fn closed_loop<F, Fut>(clients: usize, secs: f64, op: F) -> anyhow::Result<Load>
+where
+    F: Fn(usize, usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let t = Instant::now();
+    let loops = (0..clients).map(|c| {
+        let op = &op;
+        async move {
+            let mut latencies = Vec::new();
+            while t.elapsed().as_secs_f64() < secs {
+                let started = Instant::now();
+                op(c, latencies.len()).await?;
+                latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }
+    });
+    let latencies: Vec<f64> = try_join_all(loops).await?.into_iter().flatten().collect();
+    Ok(Load {
+        rate: latencies.len() as f64 / t.elapsed().as_secs_f64(),
+        p50_ms: percentile(latencies.clone(), 0.5),
+        p99_ms: percentile(latencies, 0.99),
+    })
+}
+
+/// PutObject of 4 KiB and 64 KiB bodies with 1, 16 and 64 clients and GET of 4 KiB, beside
+/// the parallel-fsync reference (16 threads, 4 KiB files).
+async fn small_writes(
+    args: &BenchArgs,
+    client: &Client,
+    bucket: &str,
+    buf: &[u8],
+    scratch: &Path,
+) -> anyhow::Result<()> {
+    let reference = median(
+        (0..args.runs)
+            .map(|_| parallel_fsync_rate(scratch, 16, 4096, args.small_secs))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    );
+    println!("reference  16 threads each writing + fsyncing 4 KiB files: {reference:8.0} files/s");
+    for size in [4096usize, 65536] {
+        let body = Bytes::from(buf[..size].to_vec());
+        for clients in [1usize, 16, 64] {
+            let mut runs = Vec::new();
+            for run in 0..args.runs {
+                let body = &body;
+                runs.push(
+                    closed_loop(clients, args.small_secs, |c, n| async move {
+                        let key = format!("put{size}/{clients}-{run}/{c}/{n}");
+                        client
+                            .send_ok(
+                                client
+                                    .request(reqwest::Method::PUT, bucket, &key, &[])
+                                    .body(body.clone()),
+                            )
+                            .await?;
+                        Ok(())
+                    })
+                    .await?,
+                );
+            }
+            report_load(
+                &format!("put {} KiB, {clients:2} clients", size / 1024),
+                runs,
+                reference,
+            );
+        }
+    }
+    let mut runs = Vec::new();
+    for _ in 0..args.runs {
+        runs.push(
+            closed_loop(16, args.small_secs, |c, n| async move {
+                let key = format!("put4096/16-0/{c}/{}", n % 20);
+                let resp = client
+                    .send_ok(client.request(reqwest::Method::GET, bucket, &key, &[]))
+                    .await?;
+                resp.bytes().await?;
+                Ok(())
+            })
+            .await?,
+        );
+    }
+    report_load("get 4 KiB, 16 clients", runs, reference);
+    Ok(())
+}
+
+/// One line per small-request measurement: medians over the runs.
+fn report_load(label: &str, runs: Vec<Load>, reference: f64) {
+    let rate = median(runs.iter().map(|l| l.rate).collect());
+    let p50 = median(runs.iter().map(|l| l.p50_ms).collect());
+    let p99 = median(runs.iter().map(|l| l.p99_ms).collect());
+    println!(
+        "small      {label:<24} {rate:8.0} req/s = {:.2}x fsync ref; median {p50:.2} ms, p99 {p99:.2} ms ({:.1}x median)",
+        rate / reference,
+        p99 / p50
+    );
 }
 
 /// A body handed to the core in one piece (the round-trip count below).
