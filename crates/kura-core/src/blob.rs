@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use md5::{Digest, Md5};
 use tokio::sync::mpsc;
 
+use crate::meta::MetaStore;
 use crate::model::Extent;
 use kura_proto::checksum::{Algorithm, Hasher};
 use kura_proto::crc64::Crc64;
@@ -36,6 +37,9 @@ pub struct BlobInfo {
     /// Keeps the blob out of the orphan sweep until the write that will reference it has
     /// committed (or given up): hold the info until then.
     pub in_flight: InFlight,
+    /// The bytes, when the blob is small enough to live in the metadata store
+    /// ([`BlobWriter::inline_up_to`]): no file was written.
+    pub inline: Option<Bytes>,
 }
 
 /// Blob ids being written and not yet committed to metadata (or given up on). The orphan
@@ -253,6 +257,7 @@ impl BlobStore {
             batch: Vec::new(),
             batch_len: 0,
             finished: false,
+            inline_max: 0,
         }
     }
 
@@ -324,48 +329,79 @@ impl BlobStore {
 
     /// Streams bytes `[start, end)` of the concatenated extents in chunks of at most
     /// [`IO_CHUNK`]. Each chunk is read on the blocking pool and handed over through a channel
-    /// of two, so a client that stops reading holds no thread. The lease keeps the blobs from
-    /// the sweeper until the stream ends.
-    pub fn read(&self, extents: Vec<Extent>, start: u64, end: u64) -> mpsc::Receiver<io::Result<Bytes>> {
+    /// of two, so a client that stops reading holds no thread; an inline extent's bytes come
+    /// from `meta` in one piece (they are small). The lease keeps the blobs from the sweeper
+    /// until the stream ends.
+    pub fn read(
+        &self,
+        extents: Vec<Extent>,
+        start: u64,
+        end: u64,
+        meta: &Arc<dyn MetaStore>,
+    ) -> mpsc::Receiver<io::Result<Bytes>> {
         let (tx, rx) = mpsc::channel(CHANNEL_FRAMES);
         let lease = self.lease(&extents);
-        let mut segments = Vec::new(); // (path, from, to) within each blob file
+        let mut segments = Vec::new(); // the part of each blob to send: [from, to) within it
         let mut offset = 0u64;
         for e in &extents {
             let (ext_start, ext_end) = (offset, offset + e.len);
             offset = ext_end;
             if ext_end > start && ext_start < end {
-                segments.push((
-                    self.path(&e.blob),
-                    start.max(ext_start) - ext_start,
-                    end.min(ext_end) - ext_start,
-                ));
+                let (from, to) = (start.max(ext_start) - ext_start, end.min(ext_end) - ext_start);
+                segments.push(if e.inline {
+                    Segment::Inline(e.blob.clone(), from, to)
+                } else {
+                    Segment::File(self.path(&e.blob), from, to)
+                });
             }
         }
+        let meta = meta.clone();
         tokio::spawn(async move {
             let _lease = lease;
-            // Each blob is opened one segment early and its first window read ahead, so a
-            // multipart object's next part is on its way while this one is sent.
-            let open = |(path, from, to): (PathBuf, u64, u64)| {
-                tokio::task::spawn_blocking(move || {
-                    let f = File::open(path)?;
-                    advise(&f, from, to - from, Advice::Sequential);
-                    advise(&f, from, READ_AHEAD.min(to - from), Advice::WillNeed);
-                    Ok::<_, io::Error>(Arc::new(f))
-                })
+            // Each blob file is opened one segment early and its first window read ahead, so
+            // a multipart object's next part is on its way while this one is sent.
+            let open = |segment: &Segment| match segment {
+                Segment::File(path, from, to) => {
+                    let (path, from, to) = (path.clone(), *from, *to);
+                    Some(tokio::task::spawn_blocking(move || {
+                        let f = File::open(path)?;
+                        advise(&f, from, to - from, Advice::Sequential);
+                        advise(&f, from, READ_AHEAD.min(to - from), Advice::WillNeed);
+                        Ok::<_, io::Error>(Arc::new(f))
+                    }))
+                }
+                Segment::Inline(..) => None,
             };
             let mut segments = segments.into_iter().peekable();
-            let mut next = segments.peek().cloned().map(open);
-            while let Some((_, from, to)) = segments.next() {
-                let opened = match next.take() {
-                    Some(handle) => handle.await,
-                    None => return,
+            let mut next = segments.peek().and_then(open);
+            while let Some(segment) = segments.next() {
+                let opened = next.take();
+                next = segments.peek().and_then(open);
+                let (from, to) = match segment {
+                    Segment::Inline(id, from, to) => {
+                        let chunk = match meta.inline_blob(&id).await {
+                            Ok(Some(b)) if b.len() as u64 >= to => Ok(b.slice(from as usize..to as usize)),
+                            Ok(_) => Err(io::Error::new(
+                                io::ErrorKind::NotFound,
+                                format!("inline blob {id} is missing"),
+                            )),
+                            Err(e) => Err(io::Error::other(e.to_string())),
+                        };
+                        let failed = chunk.is_err();
+                        if tx.send(chunk).await.is_err() || failed {
+                            return;
+                        }
+                        continue;
+                    }
+                    Segment::File(_, from, to) => (from, to),
                 };
-                next = segments.peek().cloned().map(open);
                 let file = match opened {
-                    Ok(Ok(f)) => f,
-                    Ok(Err(e)) => return drop(tx.send(Err(e)).await),
-                    Err(e) => return drop(tx.send(Err(io::Error::other(e))).await),
+                    Some(handle) => match handle.await {
+                        Ok(Ok(f)) => f,
+                        Ok(Err(e)) => return drop(tx.send(Err(e)).await),
+                        Err(e) => return drop(tx.send(Err(io::Error::other(e))).await),
+                    },
+                    None => return,
                 };
                 let mut off = from;
                 while off < to {
@@ -396,10 +432,18 @@ impl BlobStore {
         rx
     }
 
-    /// Copies `[start, end)` of the extents into a new blob (UploadPartCopy, CopyObject).
-    pub async fn copy(&self, extents: Vec<Extent>, start: u64, end: u64) -> io::Result<BlobInfo> {
-        let mut rx = self.read(extents, start, end);
-        let mut w = self.writer();
+    /// Copies `[start, end)` of the extents into a new blob (UploadPartCopy, CopyObject),
+    /// kept inline when it is at most `inline_max` bytes.
+    pub async fn copy(
+        &self,
+        extents: Vec<Extent>,
+        start: u64,
+        end: u64,
+        meta: &Arc<dyn MetaStore>,
+        inline_max: usize,
+    ) -> io::Result<BlobInfo> {
+        let mut rx = self.read(extents, start, end, meta);
+        let mut w = self.writer().inline_up_to(inline_max);
         while let Some(chunk) = rx.recv().await {
             w.write(chunk?).await?;
         }
@@ -530,6 +574,12 @@ struct WriterState {
     size: u64,
 }
 
+/// What a read sends of one blob: `[from, to)` of a file, or of an inline blob's bytes.
+enum Segment {
+    File(PathBuf, u64, u64),
+    Inline(String, u64, u64),
+}
+
 /// Bytes gathered before they are hashed and written in one blocking call.
 const BATCH: usize = 512 * 1024;
 
@@ -547,9 +597,19 @@ pub struct BlobWriter {
     batch: Vec<Bytes>,
     batch_len: usize,
     finished: bool,
+    inline_max: usize,
 }
 
 impl BlobWriter {
+    /// A blob that ends at most `max` bytes long (and at most one batch) is not written to a
+    /// file: [`BlobWriter::finish`] hands its bytes back in [`BlobInfo::inline`] for the
+    /// metadata store to keep in the transaction that records it. The bytes are held anyway
+    /// until the first batch is full, so this costs no memory.
+    pub fn inline_up_to(mut self, max: usize) -> Self {
+        self.inline_max = max.min(BATCH - 1);
+        self
+    }
+
     pub async fn write(&mut self, data: Bytes) -> io::Result<()> {
         if data.is_empty() {
             return Ok(());
@@ -604,6 +664,9 @@ impl BlobWriter {
 
     /// Flushes, fsyncs and renames the blob into place; returns its size and hashes.
     pub async fn finish(mut self) -> io::Result<BlobInfo> {
+        if self.state.is_none() && self.pending.is_none() && self.batch_len <= self.inline_max {
+            return self.finish_inline();
+        }
         self.dispatch().await?;
         self.settle().await?;
         self.finished = true;
@@ -630,6 +693,7 @@ impl BlobWriter {
                 crc64: st.crc.finish(),
                 extra: st.extra.into_iter().map(|(a, h)| (a, h.finish())).collect(),
                 in_flight,
+                inline: None,
             })
         })
         .await
@@ -638,6 +702,42 @@ impl BlobWriter {
             let _ = fs::remove_file(&self.tmp);
         }
         result
+    }
+}
+
+impl BlobWriter {
+    /// The whole blob is in `batch` (small): hash it here, no file.
+    fn finish_inline(mut self) -> io::Result<BlobInfo> {
+        self.finished = true;
+        let in_flight = self
+            .in_flight
+            .take()
+            .ok_or_else(|| io::Error::other("blob writer lost its registration"))?;
+        // A body that came in one frame (most small ones) is kept as it is, not copied.
+        let whole = (self.batch.len() == 1).then(|| self.batch[0].clone());
+        let mut data = BytesMut::with_capacity(if whole.is_some() { 0 } else { self.batch_len });
+        let (mut md5, mut crc) = (Md5::new(), Crc64::new());
+        let mut extra: Vec<(Algorithm, Hasher)> = self.extra.iter().map(|a| (*a, Hasher::new(*a))).collect();
+        for buf in std::mem::take(&mut self.batch) {
+            md5.update(&buf);
+            crc.update(&buf);
+            for (_, h) in &mut extra {
+                h.update(&buf);
+            }
+            if whole.is_none() {
+                data.extend_from_slice(&buf);
+            }
+        }
+        let data = whole.unwrap_or_else(|| data.freeze());
+        Ok(BlobInfo {
+            id: self.id.clone(),
+            size: data.len() as u64,
+            md5: md5.finalize().into(),
+            crc64: crc.finish(),
+            extra: extra.into_iter().map(|(a, h)| (a, h.finish())).collect(),
+            in_flight,
+            inline: Some(data),
+        })
     }
 }
 

@@ -35,6 +35,13 @@ pub enum Row {
     Deletion(String, u64),
     /// A blob id some row refers to (the orphan sweep's index).
     Blob(String),
+    /// (blob id, bytes) of an inline blob (a small object's bytes kept in the store).
+    Inline(String, #[serde(serialize_with = "as_hex")] Vec<u8>),
+}
+
+/// Inline bytes enter the tally's digest as hex (a JSON array of numbers would be 4x larger).
+fn as_hex<S: serde::Serializer>(bytes: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(bytes))
 }
 
 impl Row {
@@ -47,6 +54,7 @@ impl Row {
             Row::Completed(..) => "completed",
             Row::Deletion(..) => "deletions",
             Row::Blob(_) => "blob_index",
+            Row::Inline(..) => "inline_blobs",
         }
     }
 }
@@ -73,6 +81,8 @@ impl Tally {
 }
 
 const BATCH: usize = 1000;
+/// A batch is also sent once its inline bytes reach this much (memory stays bounded).
+const BATCH_BYTES: usize = 8 << 20;
 
 /// What a copy did.
 #[derive(Debug)]
@@ -96,10 +106,15 @@ pub async fn copy_redb_to_pg(
     let reader = tokio::task::spawn_blocking(move || -> Result<Tally> {
         let mut tally = Tally::default();
         let mut batch = Vec::with_capacity(BATCH);
+        let mut bytes = 0usize;
         from.export(&mut |row| {
             tally.add(&row)?;
+            if let Row::Inline(_, data) = &row {
+                bytes += data.len();
+            }
             batch.push(row);
-            if batch.len() >= BATCH {
+            if batch.len() >= BATCH || bytes >= BATCH_BYTES {
+                bytes = 0;
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                 tx.blocking_send(full)
                     .map_err(|_| Error::internal("the copy's writer stopped"))?;

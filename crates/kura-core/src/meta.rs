@@ -200,6 +200,12 @@ pub trait BlockingMetaStore: Send + Sync + 'static {
     fn unknown_blobs(&self, ids: &[String]) -> Result<Vec<String>>;
     /// Forgets completed-upload answers older than `before_ms`.
     fn expire_completed(&self, before_ms: u64) -> Result<usize>;
+    /// Whether new small blobs may be kept in this store ([`Extent::data`] on the extents
+    /// given to `put_object`); when false the service writes every blob to a file.
+    fn stores_inline(&self) -> bool;
+    /// The bytes of an inline blob (None once its deletion has been swept). The sweeper's
+    /// [`MetaStore::forget_deletions`] removes them with the blob's queue entry.
+    fn inline_blob(&self, id: &str) -> Result<Option<bytes::Bytes>>;
 }
 
 /// The metadata store, as the service calls it. Each method is one transaction of the
@@ -280,6 +286,12 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn unknown_blobs(&self, ids: &[String]) -> Result<Vec<String>>;
     /// Forgets completed-upload answers older than `before_ms`.
     async fn expire_completed(&self, before_ms: u64) -> Result<usize>;
+    /// Whether new small blobs may be kept in this store ([`Extent::data`] on the extents
+    /// given to `put_object`); when false the service writes every blob to a file.
+    fn stores_inline(&self) -> bool;
+    /// The bytes of an inline blob (None once its deletion has been swept). The sweeper's
+    /// [`MetaStore::forget_deletions`] removes them with the blob's queue entry.
+    async fn inline_blob(&self, id: &str) -> Result<Option<bytes::Bytes>>;
 
     /// Takes or renews the lease of the background work (sweepers) for `holder` for
     /// `ttl_ms`; true while `holder` holds it. A single-process store always leads.
@@ -457,6 +469,13 @@ impl<S: BlockingMetaStore> MetaStore for Blocking<S> {
     async fn expire_completed(&self, before_ms: u64) -> Result<usize> {
         self.run(move |s| s.expire_completed(before_ms)).await
     }
+    fn stores_inline(&self) -> bool {
+        self.0.stores_inline()
+    }
+    async fn inline_blob(&self, id: &str) -> Result<Option<bytes::Bytes>> {
+        let id = owned(id);
+        self.run(move |s| s.inline_blob(&id)).await
+    }
 }
 
 /// The Complete checks, in the order oss-api.md §5.4 gives: ascending part numbers, each part
@@ -574,6 +593,7 @@ pub fn object_from_parts(
                 blob: p.blob.clone(),
                 len: p.size,
                 checksum: p.checksum.as_ref().map(|(_, v)| v.clone()),
+                ..Default::default()
             })
             .collect(),
     }

@@ -82,8 +82,9 @@ pub struct ObjectHeaders {
     pub user_meta: Vec<(String, String)>,
 }
 
-/// A piece of an object: a whole blob file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A piece of an object: a whole blob, kept in a file or (small objects) in the metadata
+/// store itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Extent {
     pub blob: String,
     pub len: u64,
@@ -91,6 +92,13 @@ pub struct Extent {
     /// algorithm, so GetObjectAttributes and `partNumber` reads can report it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
+    /// The blob's bytes live in the metadata store (its inline table), not in a file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inline: bool,
+    /// The bytes of a new inline blob, on their way to the store: written in the transaction
+    /// that records the extent, never serialized with it.
+    #[serde(skip)]
+    pub data: Option<bytes::Bytes>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

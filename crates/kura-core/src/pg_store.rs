@@ -113,6 +113,15 @@ CREATE TABLE kura_info (
 );
 "#,
     ),
+    (
+        4,
+        r#"
+CREATE TABLE inline_blobs (
+    blob TEXT PRIMARY KEY,
+    data BYTEA NOT NULL
+);
+"#,
+    ),
 ];
 
 /// Statements sent to the database by this process (BEGIN and COMMIT included): each is one
@@ -815,6 +824,7 @@ impl PgStore {
         let mut completed = (Vec::new(), Vec::new(), Vec::new());
         let mut deletions = (Vec::new(), Vec::new());
         let mut blobs = Vec::new();
+        let mut inline = (Vec::new(), Vec::new());
         for row in rows {
             match row {
                 Row::Bucket(b) => {
@@ -851,11 +861,15 @@ impl PgStore {
                     deletions.1.push(ms(*due));
                 }
                 Row::Blob(blob) => blobs.push(blob.clone()),
+                Row::Inline(blob, data) => {
+                    inline.0.push(blob.clone());
+                    inline.1.push(data.clone());
+                }
             }
         }
         let client = self.pool.get().await.map_err(pool_error)?;
         // One statement per table, each keeping the rows already there.
-        let statements: [(&str, Vec<Param<'_>>); 7] = [
+        let statements: [(&str, Vec<Param<'_>>); 8] = [
             (
                 "INSERT INTO buckets (name, rec) SELECT * FROM unnest($1::TEXT[], $2::JSONB[])",
                 vec![&buckets.0, &buckets.1],
@@ -884,6 +898,10 @@ impl PgStore {
                 vec![&deletions.0, &deletions.1],
             ),
             ("INSERT INTO blob_index (blob) SELECT * FROM unnest($1::TEXT[])", vec![&blobs]),
+            (
+                "INSERT INTO inline_blobs (blob, data) SELECT * FROM unnest($1::TEXT[], $2::BYTEA[])",
+                vec![&inline.0, &inline.1],
+            ),
         ];
         let mut n = 0;
         for (sql, params) in &statements {
@@ -919,7 +937,7 @@ impl PgStore {
         use futures_util::TryStreamExt;
         let client = self.pool.get().await.map_err(pool_error)?;
         let mut tally = Tally::default();
-        let queries: [&str; 7] = [
+        let queries: [&str; 8] = [
             "SELECT rec FROM buckets",
             "SELECT bucket, key, rec, extents FROM objects",
             "SELECT bucket, rec FROM uploads",
@@ -927,6 +945,7 @@ impl PgStore {
             "SELECT upload_id, rec FROM completed",
             "SELECT blob, due_ms FROM deletions",
             "SELECT blob, orphan FROM blob_index",
+            "SELECT blob, data FROM inline_blobs",
         ];
         for (i, sql) in queries.iter().enumerate() {
             ROUND_TRIPS.fetch_add(1, Ordering::Relaxed);
@@ -947,6 +966,7 @@ impl PgStore {
                     3 => Row::Part(r.get(0), r.get::<_, i32>(1) as u32, r.get::<_, Json<PartRecord>>(2).0),
                     4 => Row::Completed(r.get(0), r.get::<_, Json<CompletedUpload>>(1).0),
                     5 => Row::Deletion(r.get(0), r.get::<_, i64>(1) as u64),
+                    7 => Row::Inline(r.get(0), r.get(1)),
                     // A claim of the orphan sweep is not a blob the source refers to.
                     _ if r.get::<_, bool>(1) => Row::Blob(format!("{} (claimed as an orphan)", r.get::<_, String>(0))),
                     _ => Row::Blob(r.get(0)),
@@ -1046,6 +1066,10 @@ impl MetaStore for PgStore {
         condition: &WriteCondition,
         delete_due_ms: u64,
     ) -> Result<()> {
+        if rec.extents.iter().any(|e| e.data.is_some()) {
+            // stores_inline() is false: the service never sends bytes; refuse rather than lose them.
+            return Err(Error::internal("new inline blobs are not stored in PostgreSQL"));
+        }
         let grace_ms = grace_of(delete_due_ms);
         if condition.if_match.is_none() {
             // A new key, the common case: one statement (autocommit) creates the object and
@@ -1554,6 +1578,9 @@ impl MetaStore for PgStore {
             rt(tx)
                 .execute("DELETE FROM blob_index WHERE blob = ANY($1)", &[&blobs])
                 .await?;
+            rt(tx)
+                .execute("DELETE FROM inline_blobs WHERE blob = ANY($1)", &[&blobs])
+                .await?;
             Ok(())
         })
     }
@@ -1569,6 +1596,21 @@ impl MetaStore for PgStore {
             .await
             .map_err(db_error)?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// PostgreSQL keeps inline blobs copied from an embedded store and serves them, but new
+    /// blobs go to files: not measured there yet (each row is a round trip of its own).
+    fn stores_inline(&self) -> bool {
+        false
+    }
+
+    async fn inline_blob(&self, id: &str) -> Result<Option<bytes::Bytes>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let row = rt(&client)
+            .query_opt("SELECT data FROM inline_blobs WHERE blob = $1", &[&id])
+            .await
+            .map_err(db_error)?;
+        Ok(row.map(|r| bytes::Bytes::from(r.get::<_, Vec<u8>>(0))))
     }
 
     async fn expire_completed(&self, before_ms: u64) -> Result<usize> {

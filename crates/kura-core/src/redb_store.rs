@@ -108,8 +108,24 @@ impl<'t> DeletionQueue<'t> {
 /// the transaction that first refers to it and removed when the sweeper deletes the file, so
 /// the orphan sweep can ask about one batch of files at a time instead of loading every id.
 const BLOB_INDEX: TableDefinition<&str, ()> = TableDefinition::new("blob_index");
+/// blob id -> bytes: the blobs of small objects, kept here instead of in files (one commit
+/// makes a small PutObject durable, no file or directory fsync). Removed with the blob's
+/// deletion-queue entry, like a file.
+const INLINE: TableDefinition<&str, &[u8]> = TableDefinition::new("inline_blobs");
 /// Settings of the store itself (schema steps done).
 const STORE_INFO: TableDefinition<&str, u64> = TableDefinition::new("store_info");
+
+/// Keeps the bytes of the extents that carry them (new inline blobs), inside the caller's
+/// transaction.
+fn store_inline(txn: &redb::WriteTransaction, extents: &[Extent]) -> Result<()> {
+    let mut t = txn.open_table(INLINE).map_err(db_err)?;
+    for e in extents {
+        if let Some(data) = &e.data {
+            t.insert(e.blob.as_str(), data.as_ref()).map_err(db_err)?;
+        }
+    }
+    Ok(())
+}
 
 /// Records blobs in the index, inside the caller's transaction.
 fn index_blobs<'a>(txn: &redb::WriteTransaction, ids: impl IntoIterator<Item = &'a str>) -> Result<()> {
@@ -147,6 +163,8 @@ struct GroupCommit {
     changed: std::sync::Condvar,
     /// Durable commits made (batches that wrote something), for tests and diagnostics.
     commits: std::sync::atomic::AtomicU64,
+    /// A commit failed since the store was opened (see [`RedbStore::unknown_blobs`]).
+    commit_failed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -156,11 +174,13 @@ struct GroupState {
     committing: bool,
     /// Calls that have arrived and not yet run their closure.
     waiting: usize,
+    /// Calls waiting to run alone (after their batch was aborted by another member).
+    alone_waiting: usize,
 }
 
 struct OpenBatch {
     txn: redb::WriteTransaction,
-    outcome: std::sync::Arc<std::sync::OnceLock<std::result::Result<(), String>>>,
+    outcome: std::sync::Arc<std::sync::OnceLock<Outcome>>,
     members: usize,
     succeeded: usize,
     poisoned: Option<String>,
@@ -176,6 +196,7 @@ impl GroupCommit {
             state: std::sync::Mutex::new(GroupState::default()),
             changed: std::sync::Condvar::new(),
             commits: Default::default(),
+            commit_failed: Default::default(),
         }
     }
 
@@ -183,84 +204,209 @@ impl GroupCommit {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write<T>(&self, db: &Database, f: impl FnOnce(&redb::WriteTransaction) -> Result<T>) -> Result<T> {
-        let mut st = self.lock();
-        st.waiting += 1;
-        while st.committing {
-            st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
-        }
-        if st.open.is_none() {
-            match db.begin_write() {
-                Ok(txn) => {
-                    st.open = Some(OpenBatch {
-                        txn,
-                        outcome: Default::default(),
-                        members: 0,
-                        succeeded: 0,
-                        poisoned: None,
-                    })
-                }
-                Err(e) => {
-                    st.waiting -= 1;
-                    return Err(db_err(e));
-                }
+    /// Runs `f` in a batch; when the batch is aborted because another member failed inside
+    /// it, `f` runs again alone, in a transaction of its own (it was not at fault, an aborted
+    /// batch wrote nothing, and alone no other call can abort it). Each call's closure
+    /// therefore must be safe to run more than once.
+    fn write<T>(&self, db: &Database, mut f: impl FnMut(&redb::WriteTransaction) -> Result<T>) -> Result<T> {
+        match self.write_once(db, &mut f) {
+            Ok(v) => Ok(v),
+            Err(Attempt::Failed(e)) => Err(e),
+            Err(Attempt::Aborted(why)) => {
+                tracing::debug!(%why, "write batch aborted by another member; running alone");
+                self.write_alone(db, &mut f)
             }
         }
-        st.waiting -= 1;
-        let batch = st.open.as_mut().expect("a batch was opened above");
-        batch.members += 1;
-        let result = if let Some(why) = &batch.poisoned {
-            Err(Error::internal(format!("metadata store: batch aborted: {why}")))
-        } else {
-            let txn = &batch.txn;
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(txn))) {
-                Ok(Ok(v)) => {
-                    batch.succeeded += 1;
-                    Ok(v)
-                }
-                Ok(Err(e)) => {
-                    if e.code == Code::InternalError || e.code == Code::ServiceUnavailable {
-                        batch.poisoned = Some(e.message.clone());
+    }
+
+    /// Waits for the batch in progress to end, then runs `f` in a transaction no other call
+    /// joins (calls arriving meanwhile wait and form the next batch).
+    fn write_alone<T>(&self, db: &Database, f: &mut impl FnMut(&redb::WriteTransaction) -> Result<T>) -> Result<T> {
+        let mut st = self.lock();
+        st.alone_waiting += 1;
+        while st.committing || st.open.is_some() {
+            st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.alone_waiting -= 1;
+        st.committing = true;
+        drop(st);
+        let outcome = std::sync::OnceLock::new();
+        let finish = FinishBatch {
+            group: self,
+            outcome: &outcome,
+        };
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<T> {
+            let txn = db.begin_write().map_err(db_err)?;
+            match f(&txn) {
+                Ok(v) => match txn.commit() {
+                    Ok(()) => {
+                        self.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        Ok(v)
                     }
+                    Err(e) => {
+                        self.commit_failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        Err(db_err(e))
+                    }
+                },
+                Err(e) => {
+                    let _ = txn.abort();
                     Err(e)
                 }
-                Err(_) => {
-                    batch.poisoned = Some("a store call panicked".into());
-                    Err(Error::internal("metadata store: a store call panicked"))
-                }
+            }
+        }))
+        .unwrap_or_else(|_| Err(Error::internal("metadata store: a store call panicked")));
+        drop(finish);
+        result
+    }
+
+    fn write_once<T>(
+        &self,
+        db: &Database,
+        f: &mut impl FnMut(&redb::WriteTransaction) -> Result<T>,
+    ) -> std::result::Result<T, Attempt> {
+        let mut st = self.lock();
+        st.waiting += 1;
+        // A call waiting to run alone goes before a new batch opens.
+        while st.committing || (st.open.is_none() && st.alone_waiting > 0) {
+            st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.waiting -= 1;
+        if st.open.is_none() {
+            let txn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.begin_write()))
+                .map_err(|_| Attempt::Failed(Error::internal("metadata store: begin_write panicked")))?
+                .map_err(|e| Attempt::Failed(db_err(e)))?;
+            st.open = Some(OpenBatch {
+                txn,
+                outcome: Default::default(),
+                members: 0,
+                succeeded: 0,
+                poisoned: None,
+            });
+        }
+        let Some(batch) = st.open.as_mut() else {
+            return Err(Attempt::Failed(Error::internal("metadata store: no open batch")));
+        };
+        batch.members += 1;
+        let mut at_fault = false;
+        let result = match &batch.poisoned {
+            Some(_) => None, // not run: it runs again in the next batch
+            None => {
+                let txn = &batch.txn;
+                Some(
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(txn))) {
+                        Ok(Ok(v)) => {
+                            batch.succeeded += 1;
+                            Ok(v)
+                        }
+                        Ok(Err(e)) => {
+                            if e.code == Code::InternalError || e.code == Code::ServiceUnavailable {
+                                batch.poisoned = Some(e.message.clone());
+                                at_fault = true;
+                            }
+                            Err(e)
+                        }
+                        Err(_) => {
+                            batch.poisoned = Some("a store call panicked".into());
+                            at_fault = true;
+                            Err(Error::internal("metadata store: a store call panicked"))
+                        }
+                    },
+                )
             }
         };
         let outcome = batch.outcome.clone();
         let full = batch.members >= MAX_BATCH;
         if st.waiting == 0 || full {
-            let batch = st.open.take().expect("the batch is still open");
-            st.committing = true;
-            drop(st);
-            let done = if let Some(why) = batch.poisoned {
-                let _ = batch.txn.abort();
-                Err(why)
-            } else if batch.succeeded == 0 {
-                // Every member failed its checks before writing: nothing to make durable.
-                batch.txn.abort().map_err(|e| e.to_string())
-            } else {
-                self.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                batch.txn.commit().map_err(|e| e.to_string())
-            };
-            let _ = batch.outcome.set(done);
-            let mut st = self.lock();
-            st.committing = false;
-            drop(st);
-            self.changed.notify_all();
-        } else {
-            while outcome.get().is_none() {
-                st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+            if let Some(batch) = st.open.take() {
+                st.committing = true;
+                drop(st);
+                // Whatever happens below (a panic in redb included), the batch gets an outcome
+                // and the next one may start.
+                let finish = FinishBatch {
+                    group: self,
+                    outcome: &batch.outcome,
+                };
+                let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    if let Some(why) = batch.poisoned {
+                        let _ = batch.txn.abort();
+                        Outcome::Aborted(why)
+                    } else if batch.succeeded == 0 {
+                        // Every member failed its checks before writing: nothing to make durable.
+                        let _ = batch.txn.abort();
+                        Outcome::Committed
+                    } else {
+                        match batch.txn.commit() {
+                            Ok(()) => {
+                                self.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                Outcome::Committed
+                            }
+                            Err(e) => {
+                                // A failed commit may still have reached the disk: nobody can
+                                // tell its members what happened, and the orphan sweep must
+                                // not trust this process's view of the blob index.
+                                self.commit_failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                                Outcome::Failed(e.to_string())
+                            }
+                        }
+                    }
+                }))
+                .unwrap_or_else(|_| {
+                    self.commit_failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    Outcome::Failed("the commit panicked".into())
+                });
+                let _ = batch.outcome.set(done);
+                drop(finish);
+                st = self.lock();
             }
         }
-        match outcome.get() {
-            Some(Ok(())) => result,
-            Some(Err(why)) => Err(Error::internal(format!("metadata store: batch commit failed: {why}"))),
-            None => Err(Error::internal("metadata store: batch ended without an outcome")),
+        while outcome.get().is_none() {
+            st = self.changed.wait(st).unwrap_or_else(|p| p.into_inner());
         }
+        drop(st);
+        match (outcome.get(), result) {
+            (Some(Outcome::Committed), Some(r)) => r.map_err(Attempt::Failed),
+            (Some(Outcome::Aborted(why)), _) if !at_fault => Err(Attempt::Aborted(why.clone())),
+            (Some(Outcome::Aborted(_)), Some(Err(e))) => Err(Attempt::Failed(e)),
+            (Some(Outcome::Failed(why)), _) => Err(Attempt::Failed(Error::internal(format!(
+                "metadata store: batch commit failed: {why}"
+            )))),
+            _ => Err(Attempt::Failed(Error::internal(
+                "metadata store: batch ended without an outcome",
+            ))),
+        }
+    }
+}
+
+/// How a batch ended.
+enum Outcome {
+    Committed,
+    /// A member failed inside it (its reason); nothing was written.
+    Aborted(String),
+    /// The commit failed; it may or may not have reached the disk.
+    Failed(String),
+}
+
+/// Why one attempt of a call did not give its answer.
+enum Attempt {
+    /// The batch was aborted by another member: run again.
+    Aborted(String),
+    Failed(Error),
+}
+
+/// Ends a batch's commit phase even if the commit unwinds: an outcome for its members (if
+/// none was set), then the next batch may open.
+struct FinishBatch<'a> {
+    group: &'a GroupCommit,
+    outcome: &'a std::sync::OnceLock<Outcome>,
+}
+
+impl Drop for FinishBatch<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .outcome
+            .set(Outcome::Failed("the batch ended without committing".into()));
+        self.group.lock().committing = false;
+        self.group.changed.notify_all();
     }
 }
 
@@ -304,6 +450,7 @@ impl RedbStore {
             txn.open_table(DELETIONS).map_err(db_err)?;
             txn.open_table(DELETIONS_BY_DUE).map_err(db_err)?;
             txn.open_table(BLOB_INDEX).map_err(db_err)?;
+            txn.open_table(INLINE).map_err(db_err)?;
             let mut info = txn.open_table(STORE_INFO).map_err(db_err)?;
             if info.get("blob_index").map_err(db_err)?.is_none() {
                 // A store from before the index: record every blob it refers to, once.
@@ -386,6 +533,10 @@ impl RedbStore {
         for item in txn.open_table(BLOB_INDEX).map_err(db_err)?.iter().map_err(db_err)? {
             let (k, _) = item.map_err(db_err)?;
             f(Row::Blob(k.value().to_string()))?;
+        }
+        for item in txn.open_table(INLINE).map_err(db_err)?.iter().map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            f(Row::Inline(k.value().to_string(), v.value().to_vec()))?;
         }
         Ok(())
     }
@@ -519,6 +670,7 @@ impl BlockingMetaStore for RedbStore {
                 store_object(&mut objects, &mut extents, bucket, key, rec)?;
             }
             index_blobs(txn, rec.extents.iter().map(|e| e.blob.as_str()))?;
+            store_inline(txn, &rec.extents)?;
             Ok(())
         })
     }
@@ -791,10 +943,12 @@ impl BlockingMetaStore for RedbStore {
                     }
                 }
                 store_object(&mut objects, &mut extents, bucket, key, &rec)?;
-                parts
+                for item in parts
                     .extract_from_if((upload_id, 0)..=(upload_id, u32::MAX), |_, _| true)
                     .map_err(db_err)?
-                    .for_each(drop);
+                {
+                    item.map_err(db_err)?;
+                }
                 uploads.remove((bucket, key, upload_id)).map_err(db_err)?;
                 outcome = CompletedUpload {
                     bucket: bucket.to_string(),
@@ -853,9 +1007,11 @@ impl BlockingMetaStore for RedbStore {
             {
                 let mut queue = DeletionQueue::open(txn)?;
                 let mut index = txn.open_table(BLOB_INDEX).map_err(db_err)?;
+                let mut inline = txn.open_table(INLINE).map_err(db_err)?;
                 for b in blobs {
                     queue.forget(b)?;
                     index.remove(b.as_str()).map_err(db_err)?;
+                    inline.remove(b.as_str()).map_err(db_err)?;
                 }
             }
             Ok(())
@@ -863,6 +1019,13 @@ impl BlockingMetaStore for RedbStore {
     }
 
     fn unknown_blobs(&self, ids: &[String]) -> Result<Vec<String>> {
+        if self.group.commit_failed.load(std::sync::atomic::Ordering::Relaxed) {
+            // The failed commit may be on disk after a restart though this process cannot see
+            // it: a blob it refers to would look like an orphan. Sweep after a restart.
+            return Err(Error::internal(
+                "metadata store: a commit failed in this process; orphans are swept after a restart",
+            ));
+        }
         let txn = self.db.begin_read().map_err(db_err)?;
         let index = txn.open_table(BLOB_INDEX).map_err(db_err)?;
         let mut out = Vec::new();
@@ -872,6 +1035,18 @@ impl BlockingMetaStore for RedbStore {
             }
         }
         Ok(out)
+    }
+
+    fn stores_inline(&self) -> bool {
+        true
+    }
+
+    fn inline_blob(&self, id: &str) -> Result<Option<bytes::Bytes>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(INLINE).map_err(db_err)?;
+        Ok(t.get(id)
+            .map_err(db_err)?
+            .map(|v| bytes::Bytes::copy_from_slice(v.value())))
     }
 
     fn expire_completed(&self, before_ms: u64) -> Result<usize> {
@@ -922,7 +1097,7 @@ mod tests {
             extents: vec![Extent {
                 blob: blob.into(),
                 len: 1,
-                checksum: None,
+                ..Default::default()
             }],
         }
     }
@@ -964,6 +1139,65 @@ mod tests {
             vec![ids[1].clone(), ids[3].clone()],
             "a forgotten blob leaves the index"
         );
+    }
+
+    /// A call that fails inside a batch (an unreadable row: an internal error, after which
+    /// the transaction cannot be trusted) aborts the batch, but only that call fails: the
+    /// others in its batch run again and land. Inline bytes are written with their object.
+    #[test]
+    fn an_internal_error_fails_only_its_own_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(RedbStore::open(&dir.path().join("meta.redb")).unwrap());
+        let bucket = BucketRecord {
+            name: "b".into(),
+            created_ms: 0,
+            acl: Acl::Private,
+            storage_class: "Standard".into(),
+        };
+        store.create_bucket(&bucket, false, 10).unwrap();
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(OBJECTS)
+            .unwrap()
+            .insert(("b", "bad"), b"not json".as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+        let threads: Vec<_> = (0..32)
+            .map(|t| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let mut failures = 0;
+                    for i in 0..30 {
+                        let key = if t == 0 { "bad".to_string() } else { format!("k{t}-{i}") };
+                        let mut rec = object(&format!("{t}-{i}"));
+                        rec.extents[0].inline = true;
+                        rec.extents[0].data = Some(bytes::Bytes::from(key.clone()));
+                        let cond = WriteCondition {
+                            forbid_overwrite: true,
+                            if_match: None,
+                        };
+                        if let Err(e) = store.put_object("b", &key, &rec, &cond, 0) {
+                            assert_eq!(e.code, Code::InternalError);
+                            failures += 1;
+                        }
+                    }
+                    failures
+                })
+            })
+            .collect();
+        let failures: Vec<usize> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(failures[0], 30, "the unreadable row did not fail its writes");
+        assert!(
+            failures[1..].iter().all(|f| *f == 0),
+            "innocent writes failed: {failures:?}"
+        );
+        for t in 1..32 {
+            for i in 0..30 {
+                let key = format!("k{t}-{i}");
+                assert!(store.get_object("b", &key).unwrap().is_some(), "{key} lost");
+                let bytes = store.inline_blob(&format!("{t}-{i}")).unwrap().unwrap();
+                assert_eq!(bytes, key.as_bytes());
+            }
+        }
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub struct Config {
     /// writer (a body idle for 60 s is cut off), and a blob file this old that no metadata
     /// knows was never committed (its commit follows the rename at once and has long ended).
     pub shared_file_grace: Duration,
+    /// PutObject and CopyObject results up to this many bytes are kept in the metadata store
+    /// (when it supports it: the embedded one) instead of a file: one commit makes them
+    /// durable, shared with concurrent writes. 0 keeps every object in files.
+    pub inline_max: usize,
 }
 
 impl Default for Config {
@@ -56,9 +60,13 @@ impl Default for Config {
             completed_retention: Duration::from_secs(2 * 24 * 3600),
             min_free_bytes: 256 * 1024 * 1024,
             shared_file_grace: Duration::from_secs(3600),
+            inline_max: DEFAULT_INLINE_MAX,
         }
     }
 }
+
+/// Chosen by measurement (`kura bench --small-only --inline-max-bytes N`, see the README).
+pub const DEFAULT_INLINE_MAX: usize = 64 * 1024;
 
 /// A request body as the core sees it: chunks until None.
 pub trait BodySource: Send {
@@ -373,6 +381,15 @@ impl Kura {
         .map_err(Error::internal)?
     }
 
+    /// How large a new object may be and still be kept inline (0 when the store cannot).
+    fn inline_max(&self) -> usize {
+        if self.meta.stores_inline() {
+            self.cfg.inline_max
+        } else {
+            0
+        }
+    }
+
     fn delete_due(&self) -> u64 {
         now_millis() + self.cfg.deletion_grace.as_millis() as u64
     }
@@ -442,6 +459,7 @@ impl Kura {
         &self,
         body: &mut impl BodySource,
         checks: &BodyChecks,
+        inline_max: usize,
     ) -> Result<(BlobInfo, Option<(Algorithm, String)>)> {
         if let Err(e) = self.space_for(checks.declared_len.unwrap_or(0)).await {
             if !checks.expect_continue {
@@ -449,7 +467,7 @@ impl Kura {
             }
             return Err(e);
         }
-        let mut w = self.blobs.writer_with(&checks.algorithms());
+        let mut w = self.blobs.writer_with(&checks.algorithms()).inline_up_to(inline_max);
         let mut size = 0u64;
         let mut checked_at = 0u64;
         while let Some(chunk) = body.next_chunk().await {
@@ -525,7 +543,7 @@ impl Kura {
             opts.condition
                 .check(key, self.find_object(&b.name, key).await?.as_ref())?;
         }
-        let (info, stored) = self.receive(body, &opts.checks).await?;
+        let (info, stored) = self.receive(body, &opts.checks, self.inline_max()).await?;
         let condition = opts.condition.clone();
         let mut rec = object_record(&info, opts);
         rec.checksum = stored.map(|(algorithm, value)| ObjectChecksum {
@@ -592,7 +610,7 @@ impl Kura {
 
     /// Streams `[start, end)` of an object read earlier with [`Kura::head_object`].
     pub fn read_object(&self, rec: &ObjectRecord, start: u64, end: u64) -> mpsc::Receiver<std::io::Result<Bytes>> {
-        self.blobs.read(rec.extents.clone(), start, end)
+        self.blobs.read(rec.extents.clone(), start, end, &self.meta)
     }
 
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
@@ -631,7 +649,7 @@ impl Kura {
         self.space_for(src.size).await?;
         let info = self
             .blobs
-            .copy(src.extents.clone(), 0, src.size)
+            .copy(src.extents.clone(), 0, src.size, &self.meta, self.inline_max())
             .await
             .map_err(storage_error)?;
         let opts = WriteOptions {
@@ -774,7 +792,9 @@ impl Kura {
         if let Some((a, _)) = upload.checksum {
             checks.store = Some(a);
         }
-        let (info, stored) = self.receive(body, &checks).await?;
+        // Parts stay in files: a big object made of inline parts would be read piece by
+        // piece out of the metadata store.
+        let (info, stored) = self.receive(body, &checks, 0).await?;
         self.record_part(bucket, key, upload_id, part_number, info, stored)
             .await
     }
@@ -830,7 +850,7 @@ impl Kura {
         self.space_for(range.end - range.start).await?;
         let info = self
             .blobs
-            .copy(src.extents.clone(), range.start, range.end)
+            .copy(src.extents.clone(), range.start, range.end, &self.meta, 0)
             .await
             .map_err(storage_error)?;
         self.record_part(bucket, key, upload_id, part_number, info, None).await
@@ -1185,6 +1205,8 @@ fn object_record(info: &BlobInfo, opts: WriteOptions) -> ObjectRecord {
             blob: info.id.clone(),
             len: info.size,
             checksum: None,
+            inline: info.inline.is_some(),
+            data: info.inline.clone(),
         }],
     }
 }
@@ -1242,6 +1264,7 @@ mod tests {
             .receive(
                 &mut OneChunk(Some(Bytes::from_static(b"acknowledged"))),
                 &BodyChecks::default(),
+                0,
             )
             .await
             .unwrap();
@@ -1264,7 +1287,11 @@ mod tests {
 
         // A writer that dies after the rename (its registration gone, no row): an orphan.
         let (lost, _) = kura
-            .receive(&mut OneChunk(Some(Bytes::from_static(b"lost"))), &BodyChecks::default())
+            .receive(
+                &mut OneChunk(Some(Bytes::from_static(b"lost"))),
+                &BodyChecks::default(),
+                0,
+            )
             .await
             .unwrap();
         let lost_id = lost.id.clone();
@@ -1272,6 +1299,66 @@ mod tests {
         assert_eq!(kura.sweep_orphans(Duration::ZERO).await.unwrap(), 1);
         assert!(!blob_exists(dir.path(), &lost_id));
         assert!(blob_exists(dir.path(), &id));
+    }
+
+    /// A small object lives in the metadata store: no file, read back whole, copied inline,
+    /// and its bytes dropped with its deletion-queue entry once replaced.
+    #[tokio::test]
+    async fn small_objects_are_kept_inline() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config {
+            deletion_grace: Duration::ZERO,
+            ..Config::default()
+        };
+        let kura = Kura::open_local(dir.path(), cfg).unwrap();
+        kura.create_bucket("bkt", None).await.unwrap();
+        let body = Bytes::from(vec![7u8; 5000]);
+        let rec = kura
+            .put_object(
+                "bkt",
+                "small",
+                &mut OneChunk(Some(body.clone())),
+                WriteOptions::default(),
+            )
+            .await
+            .unwrap();
+        let id = rec.extents[0].blob.clone();
+        assert!(rec.extents[0].inline);
+        assert!(!blob_exists(dir.path(), &id), "an inline object wrote a file");
+        let (_, stored) = kura.head_object("bkt", "small").await.unwrap();
+        assert!(stored.extents[0].inline && stored.extents[0].data.is_none());
+        let mut rx = kura.read_object(&stored, 100, 4100);
+        assert_eq!(rx.recv().await.unwrap().unwrap(), body.slice(100..4100));
+        assert!(rx.recv().await.is_none());
+
+        let copy = kura
+            .copy_object(
+                &stored,
+                "bkt",
+                "copy",
+                None,
+                ObjectAcl::Default,
+                WriteCondition::default(),
+            )
+            .await
+            .unwrap();
+        assert!(copy.extents[0].inline);
+        assert_eq!(copy.etag, stored.etag);
+
+        // Replaced by a big object (a file), the old bytes go with the sweep.
+        let big = Bytes::from(vec![9u8; kura.cfg.inline_max + 1]);
+        let rec = kura
+            .put_object("bkt", "small", &mut OneChunk(Some(big)), WriteOptions::default())
+            .await
+            .unwrap();
+        assert!(!rec.extents[0].inline);
+        assert!(blob_exists(dir.path(), &rec.extents[0].blob));
+        assert!(kura.meta.inline_blob(&id).await.unwrap().is_some());
+        kura.sweep_deletions().await.unwrap();
+        assert!(
+            kura.meta.inline_blob(&id).await.unwrap().is_none(),
+            "replaced inline bytes kept"
+        );
     }
 
     #[test]

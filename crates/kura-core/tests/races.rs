@@ -93,7 +93,7 @@ fn object(blob: &str) -> ObjectRecord {
         extents: vec![Extent {
             blob: blob.into(),
             len: 1,
-            checksum: None,
+            ..Default::default()
         }],
     }
 }

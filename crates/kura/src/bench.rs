@@ -47,6 +47,9 @@ pub struct BenchArgs {
     /// fsync reference): a quick loop for work on the commit path.
     #[arg(long)]
     pub small_only: bool,
+    /// The server's --inline-max-bytes (its default when not given).
+    #[arg(long)]
+    pub inline_max_bytes: Option<usize>,
     /// Seconds each small-write measurement runs.
     #[arg(long, default_value_t = 3.0)]
     pub small_secs: f64,
@@ -345,8 +348,17 @@ impl Server {
         Self::start_with(data, None)
     }
 
+    /// A server on the embedded store with `--inline-max-bytes` set when given.
+    fn start_inline(data: &Path, inline_max: Option<usize>) -> anyhow::Result<Server> {
+        Self::start_args(data, None, inline_max)
+    }
+
     /// A server on `data`, with its metadata in PostgreSQL when `meta` is given.
     fn start_with(data: &Path, meta: Option<&str>) -> anyhow::Result<Server> {
+        Self::start_args(data, meta, None)
+    }
+
+    fn start_args(data: &Path, meta: Option<&str>, inline_max: Option<usize>) -> anyhow::Result<Server> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
@@ -354,6 +366,11 @@ impl Server {
             .arg(data)
             .args(
                 meta.map(|m| vec!["--meta", m, "--meta-pool-size", "32"])
+                    .unwrap_or_default(),
+            )
+            .args(
+                inline_max
+                    .map(|n| vec!["--inline-max-bytes".to_string(), n.to_string()])
                     .unwrap_or_default(),
             )
             .args([
@@ -495,7 +512,7 @@ async fn bench(args: &BenchArgs, scratch: &Path) -> anyhow::Result<()> {
     }
 
     let data = scratch.join("data");
-    let server = Server::start(&data)?;
+    let server = Server::start_inline(&data, args.inline_max_bytes)?;
     let client = Client {
         http: reqwest::Client::builder().pool_max_idle_per_host(64).build()?,
         endpoint: server.endpoint.clone(),

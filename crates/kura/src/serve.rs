@@ -29,6 +29,11 @@ pub struct ServeArgs {
     /// remove a file that another gateway could still be writing or committing.
     #[arg(long, default_value_t = 3600)]
     pub shared_file_grace_secs: u64,
+    /// Objects up to this many bytes are kept in the embedded metadata store instead of a file
+    /// (one shared commit makes them durable); 0 keeps every object in files. At most 524287.
+    /// Ignored with --meta (PostgreSQL keeps every new object in files).
+    #[arg(long, default_value_t = kura_core::service::DEFAULT_INLINE_MAX)]
+    pub inline_max_bytes: usize,
     /// Connections each gateway keeps to the PostgreSQL metadata database.
     #[arg(long, default_value_t = 16)]
     pub meta_pool_size: usize,
@@ -124,6 +129,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_buckets: args.max_buckets,
         min_free_bytes: args.min_free_bytes,
         shared_file_grace: Duration::from_secs(args.shared_file_grace_secs),
+        inline_max: args.inline_max_bytes,
         ..Config::default()
     };
     let kura = match &args.meta {
