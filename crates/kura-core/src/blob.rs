@@ -602,7 +602,7 @@ pub struct BlobWriter {
 
 impl BlobWriter {
     /// A blob that ends at most `max` bytes long (and at most one batch) is not written to a
-    /// file: [`BlobWriter::finish`] hands its bytes back in [`BlobInfo::inline`] for the
+    /// file (0: always a file): [`BlobWriter::finish`] hands its bytes back in [`BlobInfo::inline`] for the
     /// metadata store to keep in the transaction that records it. The bytes are held anyway
     /// until the first batch is full, so this costs no memory.
     pub fn inline_up_to(mut self, max: usize) -> Self {
@@ -664,7 +664,7 @@ impl BlobWriter {
 
     /// Flushes, fsyncs and renames the blob into place; returns its size and hashes.
     pub async fn finish(mut self) -> io::Result<BlobInfo> {
-        if self.state.is_none() && self.pending.is_none() && self.batch_len <= self.inline_max {
+        if self.inline_max > 0 && self.state.is_none() && self.pending.is_none() && self.batch_len <= self.inline_max {
             return self.finish_inline();
         }
         self.dispatch().await?;
