@@ -66,7 +66,7 @@ impl Default for Config {
 }
 
 /// Chosen by measurement (`kura bench --small-only --inline-max-bytes N`, see the README).
-pub const DEFAULT_INLINE_MAX: usize = 64 * 1024;
+pub const DEFAULT_INLINE_MAX: usize = 16 * 1024;
 
 /// A request body as the core sees it: chunks until None.
 pub trait BodySource: Send {

@@ -595,7 +595,7 @@ async fn bench(args: &BenchArgs, scratch: &Path) -> anyhow::Result<()> {
     // When each part was acknowledged, to compare the rate at the first parts with the rate
     // at the last ones (each part is its own row: the 10,000th should cost what the 1st did).
     let acked = std::sync::Mutex::new(Vec::with_capacity(args.many_parts as usize));
-    let sem = std::sync::Arc::new(Semaphore::new(16));
+    let sem = std::sync::Arc::new(Semaphore::new(32));
     let futs = (1..=args.many_parts).map(|n| {
         let (sem, small, acked, t, client, id) = (sem.clone(), small.clone(), &acked, &t, &client, &id);
         async move {
@@ -611,7 +611,7 @@ async fn bench(args: &BenchArgs, scratch: &Path) -> anyhow::Result<()> {
     let etags = try_join_all(futs).await?;
     let part_rate = args.many_parts as f64 / t.elapsed().as_secs_f64();
     println!(
-        "upload     {} parts of 102,400 bytes:          {part_rate:8.0} parts/s",
+        "upload     {} parts of 102,400 bytes, 32 in flight: {part_rate:8.0} parts/s",
         args.many_parts
     );
     let mut acked = acked.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -1067,20 +1067,13 @@ async fn compare_backends(args: &BenchArgs, buf: &[u8], scratch: &Path, url: &st
     Ok(())
 }
 
-/// The machine's direct (O_DIRECT) sequential read rate of a 1 GiB file, MB/s: what a cold GET
-/// could reach at best.
-fn direct_read_rate(dir: &Path) -> anyhow::Result<f64> {
+/// The disk's own sequential rates with O_DIRECT (no page cache), MB/s: (write, read) of a
+/// 1 GiB file in 8 MiB requests, the write including its final fsync. A download to a file
+/// can go no faster than the write; a cold GET no faster than the read.
+fn direct_rates(dir: &Path) -> anyhow::Result<(f64, f64)> {
     use std::io::{Read, Write};
     use std::os::unix::fs::OpenOptionsExt;
-    let path = dir.join("direct-read-ref");
-    {
-        let mut f = std::fs::File::create(&path)?;
-        let chunk = vec![0x3cu8; 8 * MIB];
-        for _ in 0..128 {
-            f.write_all(&chunk)?;
-        }
-        f.sync_all()?;
-    }
+    let path = dir.join("direct-ref");
     // O_DIRECT wants an aligned buffer.
     let layout = std::alloc::Layout::from_size_align(8 * MIB, 4096)?;
     // SAFETY: the layout has a non-zero size; the buffer is freed below with the same layout.
@@ -1090,7 +1083,22 @@ fn direct_read_rate(dir: &Path) -> anyhow::Result<f64> {
     }
     // SAFETY: `ptr` points to 8 MiB this function owns until the dealloc below.
     let buf = unsafe { std::slice::from_raw_parts_mut(ptr, 8 * MIB) };
-    let result = (|| -> anyhow::Result<f64> {
+    buf.fill(0x3c);
+    let result = (|| -> anyhow::Result<(f64, f64)> {
+        let t = Instant::now();
+        {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(&path)?;
+            for _ in 0..128 {
+                f.write_all(buf)?;
+            }
+            f.sync_all()?;
+        }
+        let write = (128 * 8 * MIB) as f64 / MB / t.elapsed().as_secs_f64();
         let mut f = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECT)
@@ -1104,7 +1112,7 @@ fn direct_read_rate(dir: &Path) -> anyhow::Result<f64> {
             }
             total += n;
         }
-        Ok(total as f64 / MB / t.elapsed().as_secs_f64())
+        Ok((write, total as f64 / MB / t.elapsed().as_secs_f64()))
     })();
     // SAFETY: allocated above with this layout.
     unsafe { std::alloc::dealloc(ptr, layout) };
@@ -1158,12 +1166,13 @@ async fn read_section(
     scratch: &Path,
 ) -> anyhow::Result<()> {
     let size = ((args.upload_mib / 8).max(1) * 8 * MIB) as u64;
-    let direct = median(
-        (0..args.runs)
-            .map(|_| direct_read_rate(scratch))
-            .collect::<anyhow::Result<Vec<_>>>()?,
-    );
+    let rates = (0..args.runs)
+        .map(|_| direct_rates(scratch))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let direct_write = median(rates.iter().map(|r| r.0).collect());
+    let direct = median(rates.iter().map(|r| r.1).collect());
     println!("reference  disk, direct sequential read:       {direct:8.0} MB/s");
+    println!("reference  disk, direct sequential write:      {direct_write:8.0} MB/s");
     let mut cold = Vec::new();
     let mut warm = Vec::new();
     let mut ranged = Vec::new();
@@ -1207,8 +1216,9 @@ async fn read_section(
     println!("read       1 GiB, one GET, warm:                 {warm:8.0} MB/s");
     println!("read       1 GiB, 8 ranged GETs at once:         {ranged:8.0} MB/s");
     println!(
-        "read       kura cp download of 1 GiB to a file:  {cp:8.0} MB/s  = {:.2}x the 8 ranged GETs",
-        cp / ranged
+        "read       kura cp download of 1 GiB to a file:  {cp:8.0} MB/s  = {:.2}x the 8 ranged GETs, {:.2}x the disk's direct write",
+        cp / ranged,
+        cp / direct_write
     );
     Ok(())
 }

@@ -997,7 +997,7 @@ async fn crash_during_small_writes_keeps_every_acknowledged_object() {
             assert_eq!(got.len() as u64, o.size, "{}", o.key);
             listed += 1;
             let on_pg = common::pg_database_for(dir.path()).is_some();
-            files_needed += usize::from(on_pg || o.size > 65_536);
+            files_needed += usize::from(on_pg || o.size > kura_core::service::DEFAULT_INLINE_MAX as u64);
         }
         if !page.is_truncated {
             break;
