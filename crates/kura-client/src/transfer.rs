@@ -1,7 +1,8 @@
 //! Parallel, resumable, verified transfers of local files: [`Uploader`] and [`Downloader`].
 //!
-//! Memory is bounded by part size x jobs: each job holds one part, read with a positioned read
-//! (uploads) or written with a positioned write (downloads). Every part's CRC-64 is compared
+//! Memory is bounded: an upload job holds one part, read with a positioned read; a download
+//! job holds at most two 1 MiB pieces of its range, written with positioned writes as they
+//! arrive. Every part's CRC-64 is compared
 //! with the server's, and the combined CRC-64 with the object's; a mismatch is an error.
 
 use std::fs::File;
@@ -564,31 +565,87 @@ impl Uploader {
     }
 }
 
-/// One range of an object, whole: a connection that drops mid-body is retried like a failed
-/// request, and more or fewer bytes than asked for is an error.
-async fn fetch_range(client: &Client, bucket: &str, key: &str, offset: u64, len: u64, etag: &str) -> Result<Vec<u8>> {
+/// Where one range of a download goes: the destination file at `offset`, with the shared
+/// writeback window.
+struct RangeSink {
+    file: Arc<File>,
+    offset: u64,
+    pending: InWriteback,
+}
+
+/// Bytes of a range gathered before they are written: the write of one piece overlaps the
+/// arrival of the next, so a range's bytes reach the disk as they come in rather than after the
+/// whole range has been received.
+const WRITE_PIECE: usize = 1024 * 1024;
+
+/// GETs `[offset, offset + len)` (if the object still has `etag`) and writes it to the sink as
+/// it arrives; returns the range's CRC-64. A failed attempt is retried from the start of the
+/// range (its bytes are simply written again).
+async fn fetch_range_into(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    len: u64,
+    etag: &str,
+    sink: &RangeSink,
+) -> Result<u64> {
     let mut attempt = 0u32;
     loop {
         let result = async {
             let mut r = client
-                .get_object(bucket, key, Some((offset, offset + len)), Some(etag))
+                .get_object(bucket, key, Some((sink.offset, sink.offset + len)), Some(etag))
                 .await?;
-            let mut buf = Vec::with_capacity(len as usize);
-            while let Some(chunk) = r.chunk().await? {
-                if (buf.len() + chunk.len()) as u64 > len {
-                    return Err(Error::Integrity(format!(
-                        "the server sent more than the {len} bytes asked for"
-                    )));
+            let mut crc = crc64::Crc64::new();
+            let mut received = 0u64;
+            // Two buffers per range, reused: one filling while the other is written (fresh
+            // megabytes for every piece cost more in page faults than the copy itself).
+            let mut piece = Vec::with_capacity(WRITE_PIECE);
+            let mut spare: Option<Vec<u8>> = None;
+            let mut writing: Option<tokio::task::JoinHandle<std::io::Result<Vec<u8>>>> = None;
+            let mut written_to = sink.offset;
+            loop {
+                let chunk = r.chunk().await?;
+                if let Some(chunk) = &chunk {
+                    received += chunk.len() as u64;
+                    if received > len {
+                        return Err(Error::Integrity(format!(
+                            "the server sent more than the {len} bytes asked for"
+                        )));
+                    }
+                    crc.update(chunk);
+                    piece.extend_from_slice(chunk);
                 }
-                buf.extend_from_slice(&chunk);
+                let last = chunk.is_none();
+                if piece.len() >= WRITE_PIECE || (last && !piece.is_empty()) {
+                    if let Some(w) = writing.take() {
+                        let mut done = w
+                            .await
+                            .map_err(|e| Error::Invalid(e.to_string()))?
+                            .map_err(|e| Error::io("writing the destination file", e))?;
+                        done.clear();
+                        spare = Some(done);
+                    }
+                    let next = spare.take().unwrap_or_else(|| Vec::with_capacity(WRITE_PIECE));
+                    let buf = std::mem::replace(&mut piece, next);
+                    let (file, pending, at) = (sink.file.clone(), sink.pending.clone(), written_to);
+                    written_to += buf.len() as u64;
+                    writing = Some(tokio::task::spawn_blocking(move || {
+                        write_through(&file, &buf, at, &pending).map(|()| buf)
+                    }));
+                }
+                if last {
+                    break;
+                }
             }
-            if buf.len() as u64 != len {
-                return Err(Error::Integrity(format!(
-                    "expected {len} bytes, received {}",
-                    buf.len()
-                )));
+            if let Some(w) = writing.take() {
+                w.await
+                    .map_err(|e| Error::Invalid(e.to_string()))?
+                    .map_err(|e| Error::io("writing the destination file", e))?;
             }
-            Ok(buf)
+            if received != len {
+                return Err(Error::Integrity(format!("expected {len} bytes, received {received}")));
+            }
+            Ok(crc.finish())
         }
         .await;
         match result {
@@ -605,9 +662,9 @@ async fn fetch_range(client: &Client, bucket: &str, key: &str, offset: u64, len:
 /// from the page cache.
 type InWriteback = Arc<std::sync::Mutex<std::collections::VecDeque<(u64, u64)>>>;
 
-/// How many written ranges may be on their way to the disk before the oldest is waited for and
-/// dropped from the page cache.
-const WRITEBACK_RANGES: usize = 4;
+/// How many written pieces may be on their way to the disk before the oldest is waited for and
+/// dropped from the page cache (32 MiB in [`WRITE_PIECE`]s).
+const WRITEBACK_RANGES: usize = 32;
 
 /// Writes one range of the destination file and starts its writeback at once; once more than
 /// [`WRITEBACK_RANGES`] are on their way, waits for the oldest and drops it from the page
@@ -728,12 +785,8 @@ impl Downloader {
                 let _permit = permit;
                 let number = i as u32 + 1;
                 let part = async {
-                    let buf = fetch_range(&client, &bucket, &key, offset, len, &etag).await?;
-                    let crc = crc64::checksum(&buf);
-                    tokio::task::spawn_blocking(move || write_through(&file, &buf, offset, &pending))
-                        .await
-                        .map_err(|e| Error::Invalid(e.to_string()))?
-                        .map_err(|e| Error::io("writing the destination file", e))?;
+                    let sink = RangeSink { file, offset, pending };
+                    let crc = fetch_range_into(&client, &bucket, &key, len, &etag, &sink).await?;
                     tracker.add(len, 1);
                     Ok::<_, Error>(crc)
                 };
