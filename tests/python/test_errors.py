@@ -426,3 +426,27 @@ def test_nul_in_keys_markers_and_upload_ids_is_refused_not_a_server_error(server
         assert r.status_code in (200, 400), (params, r.status_code, r.text)
     r = raw_request(server, "GET", name, "k", params={"uploadId": "\x00"})
     assert r.status_code in (400, 404), r.text
+
+
+def test_racing_forbid_overwrite_one_winner(bucket):
+    """32 oss2 clients create the same key at once with x-oss-forbid-overwrite (their metadata
+    writes share group commits): exactly one wins, the others get FileAlreadyExists, and the
+    object holds the winner's bytes."""
+    from concurrent.futures import ThreadPoolExecutor
+    h = {"x-oss-forbid-overwrite": "true"}
+    for round_ in range(3):
+        key_round = f"contended-{round_}"
+        with ThreadPoolExecutor(32) as pool:
+            results = list(pool.map(lambda i: create_key(bucket, key_round, i, h), range(32)))
+        winners = [i for i in results if i is not None]
+        assert len(winners) == 1, winners
+        assert bucket.get_object(key_round).read() == f"writer {winners[0]}".encode()
+
+
+def create_key(bucket, key, i, headers):
+    try:
+        bucket.put_object(key, f"writer {i}".encode(), headers=headers)
+        return i
+    except oss2.exceptions.ServerError as e:
+        assert (e.status, e.code) == (409, "FileAlreadyExists")
+        return None

@@ -400,3 +400,25 @@ def test_bucket_names_and_list_buckets_paging(s3):
         if not token:
             break
     assert set(names) <= set(seen) and seen == sorted(seen) and all(n.startswith("lb-") for n in seen)
+
+
+def test_racing_if_none_match_one_winner(server, s3bucket):
+    """32 boto3 clients PUT the same key at once with If-None-Match: * : exactly one 200, the
+    rest 412, and the object is the winner's."""
+    from concurrent.futures import ThreadPoolExecutor
+    clients = [s3client(server) for _ in range(8)]
+
+    def put(i):
+        try:
+            clients[i % 8].put_object(Bucket=s3bucket, Key="race", Body=f"w{i}".encode(), IfNoneMatch="*")
+            return i
+        except ClientError as e:
+            assert (e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]) == \
+                ("PreconditionFailed", 412)
+            return None
+
+    with ThreadPoolExecutor(32) as pool:
+        winners = [i for i in pool.map(put, range(32)) if i is not None]
+    assert len(winners) == 1, winners
+    got = clients[0].get_object(Bucket=s3bucket, Key="race")["Body"].read()
+    assert got == f"w{winners[0]}".encode()

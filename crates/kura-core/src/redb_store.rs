@@ -436,9 +436,21 @@ fn has_prefix(s: &str, prefix: &str) -> bool {
     s.starts_with(prefix)
 }
 
+/// redb's page cache when not told otherwise (redb's own default is 1 GiB, which inline
+/// objects would fill: the cache is the store's largest use of memory).
+pub const DEFAULT_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
 impl RedbStore {
     pub fn open(path: &Path) -> Result<Self> {
-        let db = Database::create(path).map_err(db_err)?;
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the store with a page cache of at most `cache_bytes`.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self> {
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)
+            .map_err(db_err)?;
         let txn = db.begin_write().map_err(db_err)?;
         {
             txn.open_table(BUCKETS).map_err(db_err)?;

@@ -47,6 +47,8 @@ pub struct Config {
     /// (when it supports it: the embedded one) instead of a file: one commit makes them
     /// durable, shared with concurrent writes. 0 keeps every object in files.
     pub inline_max: usize,
+    /// The embedded store's page cache (redb), bytes.
+    pub meta_cache_bytes: usize,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             min_free_bytes: 256 * 1024 * 1024,
             shared_file_grace: Duration::from_secs(3600),
             inline_max: DEFAULT_INLINE_MAX,
+            meta_cache_bytes: crate::redb_store::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -339,7 +342,7 @@ impl Kura {
     /// Opens the embedded default: redb metadata and blob files under `data_dir`.
     pub fn open_local(data_dir: &Path, cfg: Config) -> Result<Arc<Self>> {
         std::fs::create_dir_all(data_dir).map_err(Error::internal)?;
-        let meta = RedbStore::open(&data_dir.join("meta.redb"))?;
+        let meta = RedbStore::open_with_cache(&data_dir.join("meta.redb"), cfg.meta_cache_bytes)?;
         Self::open(Arc::new(Blocking(Arc::new(meta))), data_dir, cfg)
     }
 

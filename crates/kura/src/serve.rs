@@ -34,6 +34,9 @@ pub struct ServeArgs {
     /// Ignored with --meta (PostgreSQL keeps every new object in files).
     #[arg(long, default_value_t = kura_core::service::DEFAULT_INLINE_MAX)]
     pub inline_max_bytes: usize,
+    /// The embedded metadata store's page cache, MiB (its largest use of memory).
+    #[arg(long, default_value_t = 256)]
+    pub meta_cache_mib: usize,
     /// Connections each gateway keeps to the PostgreSQL metadata database.
     #[arg(long, default_value_t = 16)]
     pub meta_pool_size: usize,
@@ -130,6 +133,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         min_free_bytes: args.min_free_bytes,
         shared_file_grace: Duration::from_secs(args.shared_file_grace_secs),
         inline_max: args.inline_max_bytes,
+        meta_cache_bytes: args.meta_cache_mib.saturating_mul(1024 * 1024),
         ..Config::default()
     };
     let kura = match &args.meta {
