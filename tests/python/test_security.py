@@ -176,13 +176,10 @@ def s3b(server):
     lambda c, b: c.put_object(Bucket=b, Key="obj", Body=b"x", ObjectLockMode="COMPLIANCE",
                               ObjectLockRetainUntilDate="2030-01-01T00:00:00Z"),
     lambda c, b: c.put_object(Bucket=b, Key="obj", Body=b"x", GrantRead='uri="http://acs.amazonaws.com/groups/global/AllUsers"'),
-    lambda c, b: c.put_object(Bucket=b, Key="obj", Body=b"x", Tagging="a=b"),
     lambda c, b: c.put_object(Bucket=b, Key="obj", Body=b"x", WebsiteRedirectLocation="/elsewhere"),
     lambda c, b: c.create_multipart_upload(Bucket=b, Key="obj", ServerSideEncryption="aws:kms"),
     lambda c, b: c.copy_object(Bucket=b, Key="obj", CopySource={"Bucket": b, "Key": "obj"},
                                MetadataDirective="REPLACE", ServerSideEncryption="AES256"),
-    lambda c, b: c.put_object_tagging(Bucket=b, Key="obj", Tagging={"TagSet": [{"Key": "a", "Value": "b"}]}),
-    lambda c, b: c.delete_object_tagging(Bucket=b, Key="obj"),
     lambda c, b: c.put_bucket_encryption(Bucket=b, ServerSideEncryptionConfiguration={
         "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}),
     lambda c, b: c.put_object_lock_configuration(Bucket=b, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}),
@@ -192,8 +189,8 @@ def s3b(server):
     lambda c, b: c.delete_bucket_cors(Bucket=b),
     lambda c, b: c.delete_bucket_policy(Bucket=b),
     lambda c, b: c.delete_object(Bucket=b, Key="obj", VersionId="3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"),
-], ids=["sse-s3", "sse-c", "object-lock", "grant-read", "tagging-header", "website-redirect", "sse-kms-mpu",
-        "copy-sse", "put-tagging", "delete-tagging", "bucket-encryption", "lock-config", "retention",
+], ids=["sse-s3", "sse-c", "object-lock", "grant-read", "website-redirect", "sse-kms-mpu",
+        "copy-sse", "bucket-encryption", "lock-config", "retention",
         "delete-lifecycle", "delete-cors", "delete-policy", "delete-version"])
 def test_unimplemented_features_are_refused_and_change_nothing(s3b, call):
     client, bucket = s3b
@@ -227,7 +224,7 @@ def test_form_uploads_are_refused(server, s3b):
 
 def test_oss_unimplemented_headers_and_live_channels(bucket_v1):
     bucket_v1.put_object("obj", b"original")
-    for headers in [{"x-oss-server-side-encryption": "AES256"}, {"x-oss-tagging": "a=b"},
+    for headers in [{"x-oss-server-side-encryption": "AES256"},
                     {"x-oss-server-side-encryption": "KMS", "x-oss-server-side-encryption-key-id": "k"}]:
         with pytest.raises(oss2.exceptions.ServerError) as e:
             bucket_v1.put_object("obj", b"changed", headers=headers)

@@ -54,6 +54,10 @@ pub enum Code {
     /// The metadata database cannot be reached (or is restarting): nothing was done unless
     /// the write's outcome is unknown, and the client should retry (503, Retry-After).
     ServiceUnavailable,
+    /// A tag set that breaks the limits (count, lengths, characters, duplicate keys).
+    InvalidTag,
+    /// S3 GetBucketTagging of a bucket without tags.
+    NoSuchTagSet,
 }
 
 impl Code {
@@ -100,6 +104,8 @@ impl Code {
             Code::InsufficientStorage => "InsufficientStorage",
             Code::PartNotSequential => "PartNotSequential",
             Code::ServiceUnavailable => "ServiceUnavailable",
+            Code::InvalidTag => "InvalidTag",
+            Code::NoSuchTagSet => "NoSuchTagSet",
         }
     }
 
@@ -109,7 +115,7 @@ impl Code {
             | Code::InvalidAccessKeyId
             | Code::SignatureDoesNotMatch
             | Code::RequestTimeTooSkewed => 403,
-            Code::NoSuchBucket | Code::NoSuchKey | Code::NoSuchUpload => 404,
+            Code::NoSuchBucket | Code::NoSuchKey | Code::NoSuchUpload | Code::NoSuchTagSet => 404,
             Code::BucketAlreadyExists
             | Code::BucketNotEmpty
             | Code::FileAlreadyExists
@@ -170,6 +176,8 @@ impl Code {
             Code::PartNotSequential => "For sequential multipart upload, you must upload or complete parts with sequential part number.",
             Code::ServiceUnavailable => "The service is temporarily unavailable (its metadata database cannot be reached). Please retry.",
             Code::InsufficientStorage => "There is not enough free space on the server to store this data. Delete objects or add space, then retry.",
+            Code::InvalidTag => "The tag provided was not a valid tag.",
+            Code::NoSuchTagSet => "The TagSet does not exist.",
         }
     }
 }

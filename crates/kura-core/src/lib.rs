@@ -10,6 +10,7 @@ pub mod model;
 pub mod pg_store;
 pub mod redb_store;
 pub mod service;
+pub mod tags;
 
 pub use error::{Code, Error, Result};
 pub use meta::{DeleteCondition, WriteCondition};

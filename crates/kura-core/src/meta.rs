@@ -140,7 +140,8 @@ pub trait BlockingMetaStore: Send + Sync + 'static {
     fn create_bucket(&self, rec: &BucketRecord, acl_given: bool, max_buckets: usize) -> Result<bool>;
     fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>>;
     fn list_buckets(&self) -> Result<Vec<BucketRecord>>;
-    fn set_bucket_acl(&self, name: &str, acl: Acl) -> Result<()>;
+    /// NoSuchBucket if absent.
+    fn update_bucket(&self, name: &str, change: &BucketChange) -> Result<()>;
     /// NoSuchBucket, or BucketNotEmpty while any object or unfinished upload remains.
     fn delete_bucket(&self, name: &str) -> Result<()>;
 
@@ -157,7 +158,8 @@ pub trait BlockingMetaStore: Send + Sync + 'static {
     /// Removes the object if present (no error if absent, unless `condition` asks for it;
     /// NoSuchBucket if the bucket is gone).
     fn delete_object(&self, bucket: &str, key: &str, condition: &DeleteCondition, delete_due_ms: u64) -> Result<()>;
-    fn set_object_acl(&self, bucket: &str, key: &str, acl: ObjectAcl) -> Result<()>;
+    /// NoSuchKey if absent.
+    fn update_object(&self, bucket: &str, key: &str, change: &ObjectChange) -> Result<()>;
     /// Objects whose key starts with `prefix`, from `start` on, in key order.
     fn scan_objects(
         &self,
@@ -217,7 +219,8 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn create_bucket(&self, rec: &BucketRecord, acl_given: bool, max_buckets: usize) -> Result<bool>;
     async fn get_bucket(&self, name: &str) -> Result<Option<BucketRecord>>;
     async fn list_buckets(&self) -> Result<Vec<BucketRecord>>;
-    async fn set_bucket_acl(&self, name: &str, acl: Acl) -> Result<()>;
+    /// NoSuchBucket if absent.
+    async fn update_bucket(&self, name: &str, change: &BucketChange) -> Result<()>;
     /// NoSuchBucket, or BucketNotEmpty while any object or unfinished upload remains.
     async fn delete_bucket(&self, name: &str) -> Result<()>;
     /// Writes the object; the blobs of any object it replaces are queued for deletion.
@@ -239,7 +242,8 @@ pub trait MetaStore: Send + Sync + 'static {
         condition: &DeleteCondition,
         delete_due_ms: u64,
     ) -> Result<()>;
-    async fn set_object_acl(&self, bucket: &str, key: &str, acl: ObjectAcl) -> Result<()>;
+    /// NoSuchKey if absent.
+    async fn update_object(&self, bucket: &str, key: &str, change: &ObjectChange) -> Result<()>;
     /// Objects whose key starts with `prefix`, from `start` on, in key order.
     async fn scan_objects(
         &self,
@@ -361,9 +365,9 @@ impl<S: BlockingMetaStore> MetaStore for Blocking<S> {
     async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
         self.run(|s| s.list_buckets()).await
     }
-    async fn set_bucket_acl(&self, name: &str, acl: Acl) -> Result<()> {
-        let name = owned(name);
-        self.run(move |s| s.set_bucket_acl(&name, acl)).await
+    async fn update_bucket(&self, name: &str, change: &BucketChange) -> Result<()> {
+        let (name, change) = (owned(name), change.clone());
+        self.run(move |s| s.update_bucket(&name, &change)).await
     }
     async fn delete_bucket(&self, name: &str) -> Result<()> {
         let name = owned(name);
@@ -394,9 +398,9 @@ impl<S: BlockingMetaStore> MetaStore for Blocking<S> {
         let (b, k, c) = (owned(bucket), owned(key), condition.clone());
         self.run(move |s| s.delete_object(&b, &k, &c, delete_due_ms)).await
     }
-    async fn set_object_acl(&self, bucket: &str, key: &str, acl: ObjectAcl) -> Result<()> {
-        let (b, k) = (owned(bucket), owned(key));
-        self.run(move |s| s.set_object_acl(&b, &k, acl)).await
+    async fn update_object(&self, bucket: &str, key: &str, change: &ObjectChange) -> Result<()> {
+        let (b, k, c) = (owned(bucket), owned(key), change.clone());
+        self.run(move |s| s.update_object(&b, &k, &c)).await
     }
     async fn scan_objects(
         &self,
@@ -596,6 +600,7 @@ pub fn object_from_parts(
                 ..Default::default()
             })
             .collect(),
+        tags: upload.tags.clone(),
     }
 }
 

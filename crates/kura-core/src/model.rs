@@ -67,6 +67,46 @@ pub struct BucketRecord {
     pub created_ms: u64,
     pub acl: Acl,
     pub storage_class: String,
+    /// Tags (key, value), in the order given: at most 10 per object, 20 per bucket.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
+}
+
+/// A change to a bucket's settings, made in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BucketChange {
+    Acl(Acl),
+    /// Replaces every tag.
+    Tags(Vec<(String, String)>),
+    /// Removes the tags with these keys.
+    DeleteTags(Vec<String>),
+}
+
+impl BucketChange {
+    pub fn apply(&self, b: &mut BucketRecord) {
+        match self {
+            BucketChange::Acl(acl) => b.acl = *acl,
+            BucketChange::Tags(tags) => b.tags = tags.clone(),
+            BucketChange::DeleteTags(keys) => b.tags.retain(|(k, _)| !keys.contains(k)),
+        }
+    }
+}
+
+/// A change to an object's settings that leaves its bytes (and Last-Modified) alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectChange {
+    Acl(ObjectAcl),
+    /// Replaces every tag.
+    Tags(Vec<(String, String)>),
+}
+
+impl ObjectChange {
+    pub fn apply(&self, rec: &mut ObjectRecord) {
+        match self {
+            ObjectChange::Acl(acl) => rec.acl = *acl,
+            ObjectChange::Tags(tags) => rec.tags = tags.clone(),
+        }
+    }
 }
 
 /// HTTP headers stored with an object and replayed on GET/HEAD.
@@ -137,6 +177,9 @@ pub struct ObjectRecord {
     pub acl: ObjectAcl,
     pub headers: ObjectHeaders,
     pub extents: Vec<Extent>,
+    /// Tags (key, value), in the order given: at most 10 per object, 20 per bucket.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
 }
 
 /// An S3 additional checksum of an object.
@@ -182,6 +225,9 @@ pub struct UploadRecord {
     /// (each new number is the next one; Complete lists 1..N).
     #[serde(default)]
     pub sequential: bool,
+    /// `x-oss-tagging` / `x-amz-tagging` at Initiate, given to the object at Complete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1031,14 +1031,14 @@ impl MetaStore for PgStore {
         Ok(rows.iter().map(|r| r.get::<_, Json<BucketRecord>>(0).0).collect())
     }
 
-    async fn set_bucket_acl(&self, name: &str, acl: Acl) -> Result<()> {
+    async fn update_bucket(&self, name: &str, change: &BucketChange) -> Result<()> {
         write_tx!(self, |tx| {
             let row = rt(tx)
                 .query_opt("SELECT rec FROM buckets WHERE name = $1 FOR UPDATE", &[&name])
                 .await?
                 .ok_or_else(|| no_such_bucket(name))?;
             let Json(mut b): Json<BucketRecord> = row.get(0);
-            b.acl = acl;
+            change.apply(&mut b);
             rt(tx)
                 .execute("UPDATE buckets SET rec = $2 WHERE name = $1", &[&name, &Json(&b)])
                 .await?;
@@ -1164,7 +1164,7 @@ impl MetaStore for PgStore {
         })
     }
 
-    async fn set_object_acl(&self, bucket: &str, key: &str, acl: ObjectAcl) -> Result<()> {
+    async fn update_object(&self, bucket: &str, key: &str, change: &ObjectChange) -> Result<()> {
         write_tx!(self, |tx| {
             let row = rt(tx)
                 .query_opt(
@@ -1174,7 +1174,7 @@ impl MetaStore for PgStore {
                 .await?
                 .ok_or_else(|| Error::new(Code::NoSuchKey).with_key(key))?;
             let Json(mut rec): Json<ObjectRecord> = row.get(0);
-            rec.acl = acl;
+            change.apply(&mut rec);
             rt(tx)
                 .execute(
                     "UPDATE objects SET rec = $3 WHERE bucket = $1 AND key = $2",

@@ -605,7 +605,7 @@ impl BlockingMetaStore for RedbStore {
         Ok(out)
     }
 
-    fn set_bucket_acl(&self, name: &str, acl: Acl) -> Result<()> {
+    fn update_bucket(&self, name: &str, change: &BucketChange) -> Result<()> {
         self.group.write(&self.db, |txn| {
             {
                 let mut t = txn.open_table(BUCKETS).map_err(db_err)?;
@@ -613,7 +613,7 @@ impl BlockingMetaStore for RedbStore {
                     Some(v) => dec(v.value())?,
                     None => return Err(no_such_bucket(name)),
                 };
-                b.acl = acl;
+                change.apply(&mut b);
                 t.insert(name, enc(&b)?.as_slice()).map_err(db_err)?;
             }
             Ok(())
@@ -733,7 +733,7 @@ impl BlockingMetaStore for RedbStore {
         })
     }
 
-    fn set_object_acl(&self, bucket: &str, key: &str, acl: ObjectAcl) -> Result<()> {
+    fn update_object(&self, bucket: &str, key: &str, change: &ObjectChange) -> Result<()> {
         self.group.write(&self.db, |txn| {
             {
                 let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
@@ -741,7 +741,7 @@ impl BlockingMetaStore for RedbStore {
                     Some(v) => dec(v.value())?,
                     None => return Err(Error::new(Code::NoSuchKey).with_key(key)),
                 };
-                rec.acl = acl;
+                change.apply(&mut rec);
                 objects.insert((bucket, key), enc(&rec)?.as_slice()).map_err(db_err)?;
             }
             Ok(())
@@ -1111,6 +1111,7 @@ mod tests {
                 len: 1,
                 ..Default::default()
             }],
+            tags: Vec::new(),
         }
     }
 
@@ -1123,6 +1124,7 @@ mod tests {
             created_ms: 0,
             acl: Acl::default(),
             storage_class: "Standard".into(),
+            tags: Vec::new(),
         };
         store.create_bucket(&bucket, false, 10).unwrap();
         let none = WriteCondition::default();
@@ -1165,6 +1167,7 @@ mod tests {
             created_ms: 0,
             acl: Acl::Private,
             storage_class: "Standard".into(),
+            tags: Vec::new(),
         };
         store.create_bucket(&bucket, false, 10).unwrap();
         let txn = store.db.begin_write().unwrap();

@@ -126,6 +126,19 @@ pub struct WriteOptions {
     pub multipart_checksum: Option<(Algorithm, bool)>,
     /// For a multipart upload: OSS `?sequential`.
     pub sequential: bool,
+    /// Object tags (checked with [`check_object_tags`]).
+    pub tags: Vec<(String, String)>,
+}
+
+/// What a CopyObject asks for besides its source and destination.
+#[derive(Debug, Clone, Default)]
+pub struct CopyOptions {
+    /// New headers (metadata directive REPLACE); None keeps the source's.
+    pub headers: Option<ObjectHeaders>,
+    pub acl: ObjectAcl,
+    pub condition: WriteCondition,
+    /// New tags (tagging directive REPLACE); None keeps the source's.
+    pub tags: Option<Vec<(String, String)>>,
 }
 
 /// What a Complete asks for besides the part list.
@@ -426,6 +439,7 @@ impl Kura {
             created_ms: now_millis(),
             acl: acl.unwrap_or_default(),
             storage_class: "Standard".into(),
+            tags: Vec::new(),
         };
         let max = self.cfg.max_buckets;
         self.meta.create_bucket(&rec, acl.is_some(), max).await?;
@@ -450,8 +464,22 @@ impl Kura {
     }
 
     pub async fn set_bucket_acl(&self, name: &str, acl: Acl) -> Result<()> {
-        let n = name.to_string();
-        self.meta.set_bucket_acl(&n, acl).await
+        self.meta.update_bucket(name, &BucketChange::Acl(acl)).await
+    }
+
+    /// Replaces the bucket's tags (checked against the bucket limits).
+    pub async fn set_bucket_tags(&self, name: &str, tags: Vec<(String, String)>) -> Result<()> {
+        crate::tags::check_bucket_tags(&tags)?;
+        self.meta.update_bucket(name, &BucketChange::Tags(tags)).await
+    }
+
+    /// Removes the bucket's tags with these keys (every tag when None).
+    pub async fn delete_bucket_tags(&self, name: &str, keys: Option<Vec<String>>) -> Result<()> {
+        let change = match keys {
+            Some(keys) => BucketChange::DeleteTags(keys),
+            None => BucketChange::Tags(Vec::new()),
+        };
+        self.meta.update_bucket(name, &change).await
     }
 
     // ---- objects ----
@@ -540,6 +568,7 @@ impl Kura {
         opts: WriteOptions,
     ) -> Result<ObjectRecord> {
         check_key(key)?;
+        crate::tags::check_object_tags(&opts.tags)?;
         let b = self.bucket(bucket).await?;
         // Early, so a doomed body is not stored; checked again in the transaction.
         if opts.condition != WriteCondition::default() {
@@ -629,22 +658,35 @@ impl Kura {
 
     pub async fn set_object_acl(&self, bucket: &str, key: &str, acl: ObjectAcl) -> Result<()> {
         self.bucket(bucket).await?;
-        let (b, k) = (bucket.to_string(), key.to_string());
-        self.meta.set_object_acl(&b, &k, acl).await
+        self.meta.update_object(bucket, key, &ObjectChange::Acl(acl)).await
     }
 
-    /// Copies an object's bytes into a new object. `replace` carries new headers (REPLACE
-    /// directive); None keeps the source's.
+    /// Replaces the object's tags (checked against the object limits); Last-Modified stays.
+    pub async fn set_object_tags(&self, bucket: &str, key: &str, tags: Vec<(String, String)>) -> Result<()> {
+        crate::tags::check_object_tags(&tags)?;
+        self.bucket(bucket).await?;
+        self.meta.update_object(bucket, key, &ObjectChange::Tags(tags)).await
+    }
+
+    /// Copies an object's bytes into a new object, with the source's headers and tags unless
+    /// `opts` replaces them.
     pub async fn copy_object(
         &self,
         src: &ObjectRecord,
         bucket: &str,
         key: &str,
-        replace: Option<ObjectHeaders>,
-        acl: ObjectAcl,
-        condition: WriteCondition,
+        opts: CopyOptions,
     ) -> Result<ObjectRecord> {
+        let CopyOptions {
+            headers: replace,
+            acl,
+            condition,
+            tags,
+        } = opts;
         check_key(key)?;
+        if let Some(tags) = &tags {
+            crate::tags::check_object_tags(tags)?;
+        }
         self.bucket(bucket).await?;
         if condition != WriteCondition::default() {
             condition.check(key, self.find_object(bucket, key).await?.as_ref())?;
@@ -660,6 +702,7 @@ impl Kura {
             acl,
             storage_class: src.storage_class.clone(),
             condition: condition.clone(),
+            tags: tags.unwrap_or_else(|| src.tags.clone()),
             ..Default::default()
         };
         let rec = object_record(&info, opts);
@@ -733,6 +776,7 @@ impl Kura {
 
     pub async fn initiate_upload(&self, bucket: &str, key: &str, opts: WriteOptions) -> Result<String> {
         check_key(key)?;
+        crate::tags::check_object_tags(&opts.tags)?;
         self.bucket(bucket).await?;
         if opts.condition.forbid_overwrite && self.find_object(bucket, key).await?.is_some() {
             return Err(Error::new(Code::FileAlreadyExists).with_key(key));
@@ -747,6 +791,7 @@ impl Kura {
             forbid_overwrite: opts.condition.forbid_overwrite,
             checksum: opts.multipart_checksum,
             sequential: opts.sequential,
+            tags: opts.tags,
         };
         let id = rec.upload_id.clone();
         let b = bucket.to_string();
@@ -1211,6 +1256,7 @@ fn object_record(info: &BlobInfo, opts: WriteOptions) -> ObjectRecord {
             inline: info.inline.is_some(),
             data: info.inline.clone(),
         }],
+        tags: opts.tags,
     }
 }
 
@@ -1335,14 +1381,7 @@ mod tests {
         assert!(rx.recv().await.is_none());
 
         let copy = kura
-            .copy_object(
-                &stored,
-                "bkt",
-                "copy",
-                None,
-                ObjectAcl::Default,
-                WriteCondition::default(),
-            )
+            .copy_object(&stored, "bkt", "copy", CopyOptions::default())
             .await
             .unwrap();
         assert!(copy.extents[0].inline);

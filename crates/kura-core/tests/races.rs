@@ -74,6 +74,7 @@ fn upload(key: &str) -> UploadRecord {
         forbid_overwrite: false,
         checksum: None,
         sequential: false,
+        tags: Vec::new(),
     }
 }
 
@@ -95,6 +96,7 @@ fn object(blob: &str) -> ObjectRecord {
             len: 1,
             ..Default::default()
         }],
+        tags: Vec::new(),
     }
 }
 
@@ -128,6 +130,7 @@ async fn make_bucket(store: &Arc<dyn MetaStore>, name: &str) {
         created_ms: 0,
         acl: Acl::Private,
         storage_class: "Standard".into(),
+        tags: Vec::new(),
     };
     store.create_bucket(&rec, false, 1000).await.unwrap();
 }

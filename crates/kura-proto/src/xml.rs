@@ -320,6 +320,51 @@ pub struct AccessControlPolicy {
     pub access_control_list: AccessControlList,
 }
 
+/// Object and bucket tags, both dialects (S3 adds its namespace).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename = "Tagging", rename_all = "PascalCase")]
+pub struct Tagging {
+    #[serde(rename = "@xmlns", skip_serializing_if = "Option::is_none", default)]
+    pub xmlns: Option<String>,
+    #[serde(default)]
+    pub tag_set: TagSet,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TagSet {
+    #[serde(rename = "Tag", default)]
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Tag {
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+}
+
+impl Tagging {
+    pub fn new(tags: &[(String, String)], xmlns: Option<&str>) -> Self {
+        Tagging {
+            xmlns: xmlns.map(str::to_string),
+            tag_set: TagSet {
+                tags: tags
+                    .iter()
+                    .map(|(k, v)| Tag {
+                        key: k.clone(),
+                        value: v.clone(),
+                    })
+                    .collect(),
+            },
+        }
+    }
+
+    pub fn pairs(self) -> Vec<(String, String)> {
+        self.tag_set.tags.into_iter().map(|t| (t.key, t.value)).collect()
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename = "LocationConstraint")]
 pub struct LocationConstraint {

@@ -35,7 +35,8 @@ pub fn required(op: Operation) -> Access {
         // Copies read another object whose ACL is not checked here, so they stay the owner's.
         ListBuckets | CreateBucket | DeleteBucket | GetBucketAcl | PutBucketAcl | GetBucketLocation | GetBucketInfo
         | ListMultipartUploads | DeleteObjects | ListLiveChannels | GetObjectAttributes | GetObjectAcl
-        | PutObjectAcl | CopyObject | UploadPartCopy | ListParts => Access::Owner,
+        | PutObjectAcl | CopyObject | UploadPartCopy | ListParts | GetObjectTagging | PutObjectTagging
+        | DeleteObjectTagging | GetBucketTagging | PutBucketTagging | DeleteBucketTagging => Access::Owner,
     }
 }
 

@@ -290,6 +290,30 @@ pub fn part_number_marker(ctx: &Ctx) -> Result<u32> {
     }
 }
 
+/// The tagging header (`x-oss-tagging` / `x-amz-tagging`), parsed; no tags when absent.
+pub fn header_tags(ctx: &Ctx, name: &str) -> Result<Vec<(String, String)>> {
+    Ok(ctx
+        .header(name)
+        .map(kura_core::tags::parse_tagging_header)
+        .transpose()?
+        .unwrap_or_default())
+}
+
+/// A copy's tags: the source's (None) unless the tagging directive is REPLACE (any case),
+/// then exactly the tagging header's.
+pub fn copy_tags(ctx: &Ctx, directive: &str, tagging: &str) -> Result<Option<Vec<(String, String)>>> {
+    match ctx.header(directive).map(str::trim) {
+        None => Ok(None),
+        Some(v) if v.eq_ignore_ascii_case("COPY") => Ok(None),
+        Some(v) if v.eq_ignore_ascii_case("REPLACE") => Ok(Some(header_tags(ctx, tagging)?)),
+        Some(v) => Err(kura_core::Error::invalid_argument(
+            "The tagging directive must be COPY or REPLACE.",
+            directive,
+            v,
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! The dialect-free part of the operations whose inputs both dialects read alike: the query
-//! parameters of the listings and the part list of a Complete, turned into core calls and
-//! typed results. The dialect modules only add their headers, XML and error shapes.
+//! parameters of the listings, the part list of a Complete and the tagging operations, turned
+//! into core calls and typed results. The dialect modules only add their headers, XML and
+//! error shapes.
 
 use kura_core::model::PartSelection;
 use kura_core::service::{check_part_number, ObjectListing, PartListing, UploadListing, MAX_LIST};
@@ -151,4 +152,49 @@ pub fn complete_parts(raw: &[u8]) -> Result<PartSelection> {
         parts.push((number, kura_proto::etag::normalize(&p.etag)));
     }
     Ok(PartSelection::Listed(parts))
+}
+
+/// The tagging operations (object and bucket): the change is made here; a Get returns the
+/// tags for the dialect to render (None for the others).
+pub async fn tagging(
+    st: &State,
+    ctx: &Ctx,
+    op: crate::op::Operation,
+    body: &mut impl kura_core::BodySource,
+) -> Result<Option<Vec<(String, String)>>> {
+    use crate::op::Operation::*;
+    let (k, bucket, key) = (&st.kura, ctx.bucket(), ctx.key());
+    let read_tags = |raw: bytes::Bytes| {
+        from_request_xml::<kura_proto::xml::Tagging>(&raw, "Tagging")
+            .map(kura_proto::xml::Tagging::pairs)
+            .map_err(|_| Error::new(Code::MalformedXML))
+    };
+    match op {
+        GetObjectTagging => Ok(Some(k.head_object(bucket, key).await?.1.tags)),
+        PutObjectTagging => {
+            let tags = read_tags(crate::request::read_xml_body(body, ctx).await?)?;
+            k.set_object_tags(bucket, key, tags).await?;
+            Ok(None)
+        }
+        DeleteObjectTagging => {
+            k.set_object_tags(bucket, key, Vec::new()).await?;
+            Ok(None)
+        }
+        GetBucketTagging => Ok(Some(k.bucket(bucket).await?.tags)),
+        PutBucketTagging => {
+            let tags = read_tags(crate::request::read_xml_body(body, ctx).await?)?;
+            k.set_bucket_tags(bucket, tags).await?;
+            Ok(None)
+        }
+        DeleteBucketTagging => {
+            // OSS: `?tagging=k1,k2` deletes only those keys.
+            let keys = ctx
+                .query("tagging")
+                .filter(|v| !v.is_empty())
+                .map(|v| v.split(',').map(str::to_string).collect());
+            k.delete_bucket_tags(bucket, keys).await?;
+            Ok(None)
+        }
+        _ => Err(Error::internal("not a tagging operation")),
+    }
 }

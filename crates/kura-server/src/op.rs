@@ -41,6 +41,12 @@ pub enum Operation {
     GetObjectAttributes,
     GetObjectAcl,
     PutObjectAcl,
+    GetObjectTagging,
+    PutObjectTagging,
+    DeleteObjectTagging,
+    GetBucketTagging,
+    PutBucketTagging,
+    DeleteBucketTagging,
     PutObject,
     CopyObject,
     DeleteObject,
@@ -108,6 +114,9 @@ const KNOWN_PARAMS: &[(Option<Dialect>, &str)] = &[
     (None, "response-cache-control"),
     (None, "response-content-disposition"),
     (None, "response-content-encoding"),
+    (None, "tagging"),
+    (Some(Dialect::Oss), "tag-key"),
+    (Some(Dialect::Oss), "tag-value"),
     (Some(Dialect::Oss), "bucketInfo"),
     (Some(Dialect::Oss), "objectMeta"),
     (Some(Dialect::Oss), "sequential"),
@@ -130,13 +139,11 @@ const UNIMPLEMENTED_HEADERS: &[(Dialect, &str, &str)] = &[
     ),
     (Dialect::S3, "x-amz-object-lock-", "Object lock"),
     (Dialect::S3, "x-amz-grant-", "ACL grants"),
-    (Dialect::S3, "x-amz-tagging", "Object tagging"),
     (Dialect::S3, "x-amz-website-redirect-location", "Website redirects"),
     (Dialect::S3, "x-amz-mfa", "MFA delete"),
     (Dialect::S3, "x-amz-write-offset-bytes", "Appends"),
     (Dialect::S3, "x-amz-bypass-governance-retention", "Object lock"),
     (Dialect::Oss, "x-oss-server-side-", "Server-side encryption"),
-    (Dialect::Oss, "x-oss-tagging", "Object tagging"),
     (Dialect::Oss, "x-oss-callback", "Upload callbacks"),
     (Dialect::Oss, "x-oss-callback-var", "Upload callbacks"),
     (Dialect::Oss, "x-oss-worm-", "Retention (WORM)"),
@@ -260,6 +267,7 @@ const SELECTORS: &[&str] = &[
     "live",
     "versions",
     "attributes",
+    "tagging",
 ];
 
 /// The selectors an operation reads.
@@ -267,6 +275,8 @@ fn selectors_of(op: Operation) -> &'static [&'static str] {
     use Operation::*;
     match op {
         GetBucketAcl | PutBucketAcl | GetObjectAcl | PutObjectAcl => &["acl"],
+        GetObjectTagging | PutObjectTagging | DeleteObjectTagging | GetBucketTagging | PutBucketTagging
+        | DeleteBucketTagging => &["tagging"],
         GetBucketLocation => &["location"],
         GetBucketInfo => &["bucketInfo"],
         ListMultipartUploads => &["uploads"],
@@ -327,8 +337,11 @@ fn classify_method(dialect: Dialect, ctx: &Ctx) -> Result<Operation> {
     if ctx.key.is_none() {
         return match method {
             "PUT" if q("acl") => Ok(PutBucketAcl),
+            "PUT" if q("tagging") => Ok(PutBucketTagging),
             "PUT" => Ok(CreateBucket),
+            "DELETE" if q("tagging") => Ok(DeleteBucketTagging),
             "DELETE" => Ok(DeleteBucket),
+            "GET" if q("tagging") => Ok(GetBucketTagging),
             "HEAD" if s3 => Ok(HeadBucket),
             "GET" if q("acl") => Ok(GetBucketAcl),
             "GET" if q("location") => Ok(GetBucketLocation),
@@ -347,6 +360,9 @@ fn classify_method(dialect: Dialect, ctx: &Ctx) -> Result<Operation> {
     let part = q("partNumber") || q("uploadId");
     match method {
         "GET" | "HEAD" if q("acl") => Ok(GetObjectAcl),
+        "GET" if q("tagging") => Ok(GetObjectTagging),
+        "PUT" if q("tagging") => Ok(PutObjectTagging),
+        "DELETE" if q("tagging") => Ok(DeleteObjectTagging),
         "GET" | "HEAD" if q("attributes") => Ok(GetObjectAttributes),
         "GET" | "HEAD" if q("uploadId") => Ok(ListParts),
         "HEAD" if q("objectMeta") => Ok(GetObjectMeta),
@@ -405,7 +421,6 @@ mod tests {
     #[test]
     fn unknown_is_not_implemented() {
         for (d, uri) in [
-            (Dialect::S3, "/b/k?tagging"),
             (Dialect::S3, "/b?lifecycle"),
             (Dialect::S3, "/b?someNewThing"),
             (Dialect::S3, "/b/k?versionId=3"),
@@ -423,7 +438,6 @@ mod tests {
             (Dialect::S3, "x-amz-server-side-encryption-customer-key"),
             (Dialect::S3, "x-amz-object-lock-mode"),
             (Dialect::S3, "x-amz-grant-read"),
-            (Dialect::S3, "x-amz-tagging"),
             (Dialect::Oss, "x-oss-server-side-encryption"),
             (Dialect::Oss, "x-oss-callback"),
         ] {
@@ -456,9 +470,23 @@ mod tests {
         assert_eq!(op(Dialect::S3, "HEAD", "/b/k?partNumber=2").unwrap(), HeadObject);
         let form = ctx("POST", "/b", &[("content-type", "multipart/form-data; boundary=x")]);
         assert_eq!(classify(Dialect::Oss, &form).unwrap_err().code, Code::NotImplemented);
-        // A tagging directive on a copy is tagging too.
-        let c = ctx("PUT", "/b/k", &[("x-amz-tagging-directive", "REPLACE")]);
-        assert_eq!(classify(Dialect::S3, &c).unwrap_err().code, Code::NotImplemented);
+        // Tagging: the sub-resource per method, and the copy directive is a plain copy header.
+        for d in [Dialect::Oss, Dialect::S3] {
+            assert_eq!(op(d, "GET", "/b/k?tagging").unwrap(), GetObjectTagging);
+            assert_eq!(op(d, "PUT", "/b/k?tagging").unwrap(), PutObjectTagging);
+            assert_eq!(op(d, "DELETE", "/b/k?tagging").unwrap(), DeleteObjectTagging);
+            assert_eq!(op(d, "GET", "/b?tagging").unwrap(), GetBucketTagging);
+            assert_eq!(op(d, "PUT", "/b?tagging").unwrap(), PutBucketTagging);
+            assert_eq!(op(d, "DELETE", "/b?tagging=k1,k2").unwrap(), DeleteBucketTagging);
+            assert_eq!(op(d, "POST", "/b/k?tagging").unwrap_err().code, Code::MethodNotAllowed);
+            assert_eq!(op(d, "GET", "/?tagging").unwrap_err().code, Code::NotImplemented);
+        }
+        let c = ctx(
+            "PUT",
+            "/b/k",
+            &[("x-amz-tagging-directive", "REPLACE"), ("x-amz-copy-source", "/a/b")],
+        );
+        assert_eq!(classify(Dialect::S3, &c).unwrap(), CopyObject);
         let c = ctx("GET", "/b/k?x-id=GetObject&versionId=null", &[]);
         assert_eq!(classify(Dialect::S3, &c).unwrap(), GetObject);
     }

@@ -3,8 +3,8 @@
 
 use base64::Engine;
 use kura_core::model::{Acl, BucketRecord, ObjectAcl, ObjectHeaders, ObjectRecord, PartSelection};
-use kura_core::service::CompleteOptions;
 use kura_core::service::{check_bucket_name, check_key, check_part_number};
+use kura_core::service::{CompleteOptions, CopyOptions};
 use kura_core::{BodyChecks, Code, Error, Result, WriteCondition, WriteOptions};
 use kura_proto::encode::{decode_path, encode_component};
 use kura_proto::etag;
@@ -47,6 +47,7 @@ fn write_options(ctx: &Ctx) -> Result<WriteOptions> {
         storage_class: ctx.header("x-oss-storage-class").unwrap_or("Standard").to_string(),
         condition: forbid_condition(ctx),
         checks: body_checks(ctx)?,
+        tags: crate::common::header_tags(ctx, "x-oss-tagging")?,
         ..Default::default()
     })
 }
@@ -247,6 +248,12 @@ pub async fn execute(
             k.delete_object(bucket, key).await?;
             Ok(render::empty(204))
         }
+        GetObjectTagging | PutObjectTagging | DeleteObjectTagging | GetBucketTagging | PutBucketTagging
+        | DeleteBucketTagging => match crate::exec::tagging(st, ctx, op, &mut body).await? {
+            Some(tags) => Ok(render::xml(&Tagging::new(&tags, None))),
+            None if matches!(op, DeleteObjectTagging | DeleteBucketTagging) => Ok(render::empty(204)),
+            None => Ok(render::empty(200)),
+        },
         HeadBucket | GetObjectAttributes => Err(Error::new(Code::MethodNotAllowed)),
     }
 }
@@ -287,12 +294,28 @@ async fn list_buckets(st: &State, ctx: &Ctx, host: &str) -> Result<Resp> {
     let max = parse_max(ctx, "max-keys", 100)?;
     let (ext, int) = endpoint(st, host);
     let region = st.kura.config().region.clone();
+    // Filtered by a tag: `tag-key`, and `tag-value` with it.
+    let (tag_key, tag_value) = (ctx.query("tag-key"), ctx.query("tag-value"));
+    if tag_value.is_some() && tag_key.is_none() {
+        return Err(Error::invalid_argument(
+            "tag-value requires tag-key",
+            "tag-value",
+            tag_value.unwrap_or(""),
+        ));
+    }
+    let tagged = |b: &BucketRecord| {
+        tag_key.is_none_or(|tk| {
+            b.tags
+                .iter()
+                .any(|(k, v)| k == tk && tag_value.is_none_or(|tv| v == tv))
+        })
+    };
     let mut all: Vec<BucketRecord> = st
         .kura
         .list_buckets()
         .await?
         .into_iter()
-        .filter(|b| b.name.starts_with(prefix) && b.name.as_str() > marker)
+        .filter(|b| b.name.starts_with(prefix) && b.name.as_str() > marker && tagged(b))
         .collect();
     all.sort_by(|a, b| a.name.cmp(&b.name));
     let truncated = all.len() > max;
@@ -423,6 +446,9 @@ fn object_meta_headers(r: &mut Resp, rec: &ObjectRecord) {
     set(r, "x-oss-hash-crc64ecma", rec.crc64.to_string());
     set(r, "x-oss-object-type", rec.object_type.as_str());
     set(r, "x-oss-storage-class", &rec.storage_class);
+    if !rec.tags.is_empty() {
+        set(r, "x-oss-tagging-count", rec.tags.len().to_string());
+    }
 }
 
 async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &str) -> Result<Resp> {
@@ -487,11 +513,13 @@ async fn copy_object(st: &State, ctx: &Ctx, bucket: &str, key: &str) -> Result<R
         .header("x-oss-metadata-directive")
         .is_some_and(|v| v.eq_ignore_ascii_case("REPLACE"))
         .then(|| object_headers(ctx));
-    let acl = header_acl(ctx, "x-oss-object-acl")?.unwrap_or_default();
-    let rec = st
-        .kura
-        .copy_object(&src, bucket, key, replace, acl, forbid_condition(ctx))
-        .await?;
+    let opts = CopyOptions {
+        headers: replace,
+        acl: header_acl(ctx, "x-oss-object-acl")?.unwrap_or_default(),
+        condition: forbid_condition(ctx),
+        tags: crate::common::copy_tags(ctx, "x-oss-tagging-directive", "x-oss-tagging")?,
+    };
+    let rec = st.kura.copy_object(&src, bucket, key, opts).await?;
     let mut r = render::xml(&CopyObjectResult {
         last_modified: iso8601(rec.last_modified_ms),
         etag: etag::quoted(&rec.etag),

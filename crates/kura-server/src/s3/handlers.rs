@@ -1,7 +1,7 @@
 //! The S3 operations: routing, headers to typed core calls, and S3's responses.
 
 use kura_core::model::{Acl, BucketRecord, ObjectAcl, ObjectHeaders, ObjectRecord};
-use kura_core::service::{check_key, check_part_number, check_s3_bucket_name, CompleteOptions, MAX_LIST};
+use kura_core::service::{check_key, check_part_number, check_s3_bucket_name, CompleteOptions, CopyOptions, MAX_LIST};
 use kura_core::{BodyChecks, BodySource, Code, DeleteCondition, Error, Result, WriteCondition, WriteOptions};
 use kura_proto::checksum::{self, Algorithm};
 use kura_proto::encode::{decode_path, encode_component};
@@ -304,6 +304,18 @@ pub async fn execute(
             Ok(r)
         }
         CopyObject => copy_object(st, ctx, bucket, key).await,
+        GetObjectTagging | PutObjectTagging | DeleteObjectTagging | GetBucketTagging | PutBucketTagging
+        | DeleteBucketTagging => {
+            let mut body = body;
+            match crate::exec::tagging(st, ctx, op, &mut body).await? {
+                Some(tags) if tags.is_empty() && op == GetBucketTagging => {
+                    Err(Error::new(Code::NoSuchTagSet).with_bucket(bucket))
+                }
+                Some(tags) => Ok(xml("Tagging", &kura_proto::xml::Tagging::new(&tags, Some(NS)))),
+                None if matches!(op, PutObjectTagging) => Ok(render::empty(200)),
+                None => Ok(render::empty(204)),
+            }
+        }
         PutObject => {
             let opts = WriteOptions {
                 headers: object_headers(ctx),
@@ -311,6 +323,7 @@ pub async fn execute(
                 storage_class: ctx.header("x-amz-storage-class").unwrap_or("STANDARD").to_string(),
                 condition: condition(ctx)?,
                 checks: body_checks(ctx, payload)?,
+                tags: crate::common::header_tags(ctx, "x-amz-tagging")?,
                 ..Default::default()
             };
             let rec = k.put_object(bucket, key, &mut body, opts).await.map_err(s3_digest)?;
@@ -700,6 +713,7 @@ async fn initiate(st: &State, ctx: &Ctx, bucket: &str, key: &str) -> Result<Resp
         acl: canned_acl(ctx)?.map(ObjectAcl::Set).unwrap_or_default(),
         storage_class: ctx.header("x-amz-storage-class").unwrap_or("STANDARD").to_string(),
         multipart_checksum: algorithm.map(|a| (a, full_object)),
+        tags: crate::common::header_tags(ctx, "x-amz-tagging")?,
         ..Default::default()
     };
     let id = k.initiate_upload(bucket, key, opts).await?;
@@ -777,6 +791,9 @@ async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &st
     set(&mut r, "last-modified", http_date(rec.last_modified_ms));
     if !rec.storage_class.eq_ignore_ascii_case("standard") {
         set(&mut r, "x-amz-storage-class", storage_class(&rec.storage_class));
+    }
+    if !rec.tags.is_empty() {
+        set(&mut r, "x-amz-tagging-count", rec.tags.len().to_string());
     }
     stored_headers(&mut r, &rec.headers, ctx, "x-amz-meta-");
     // The object's checksum describes the whole object: only sent for a whole-object read.
@@ -909,18 +926,13 @@ async fn copy_object(st: &State, ctx: &Ctx, bucket: &str, key: &str) -> Result<R
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));
     }
-    let acl = canned_acl(ctx)?.map(ObjectAcl::Set).unwrap_or_default();
-    let rec = st
-        .kura
-        .copy_object(
-            &src,
-            bucket,
-            key,
-            replace.then(|| object_headers(ctx)),
-            acl,
-            condition(ctx)?,
-        )
-        .await?;
+    let opts = CopyOptions {
+        headers: replace.then(|| object_headers(ctx)),
+        acl: canned_acl(ctx)?.map(ObjectAcl::Set).unwrap_or_default(),
+        condition: condition(ctx)?,
+        tags: crate::common::copy_tags(ctx, "x-amz-tagging-directive", "x-amz-tagging")?,
+    };
+    let rec = st.kura.copy_object(&src, bucket, key, opts).await?;
     Ok(xml(
         "CopyObjectResult",
         &x::CopyResult {
