@@ -58,6 +58,18 @@ pub enum Code {
     InvalidTag,
     /// S3 GetBucketTagging of a bucket without tags.
     NoSuchTagSet,
+    /// Reading an archived object that is not restored (403).
+    InvalidObjectState,
+    /// RestoreObject while a restore is under way (409).
+    RestoreAlreadyInProgress,
+    /// OSS RestoreObject of a Standard or IA object.
+    OperationNotSupported,
+    /// S3: a storage class Kura does not offer.
+    InvalidStorageClass,
+    /// OSS CleanRestoredObject of an object never restored (409).
+    ArchiveRestoreFileStale,
+    /// OSS CleanRestoredObject while the restore runs (409).
+    ArchiveRestoreNotFinished,
 }
 
 impl Code {
@@ -106,6 +118,12 @@ impl Code {
             Code::ServiceUnavailable => "ServiceUnavailable",
             Code::InvalidTag => "InvalidTag",
             Code::NoSuchTagSet => "NoSuchTagSet",
+            Code::InvalidObjectState => "InvalidObjectState",
+            Code::RestoreAlreadyInProgress => "RestoreAlreadyInProgress",
+            Code::OperationNotSupported => "OperationNotSupported",
+            Code::InvalidStorageClass => "InvalidStorageClass",
+            Code::ArchiveRestoreFileStale => "ArchiveRestoreFileStale",
+            Code::ArchiveRestoreNotFinished => "ArchiveRestoreNotFinished",
         }
     }
 
@@ -114,12 +132,16 @@ impl Code {
             Code::AccessDenied
             | Code::InvalidAccessKeyId
             | Code::SignatureDoesNotMatch
-            | Code::RequestTimeTooSkewed => 403,
+            | Code::RequestTimeTooSkewed
+            | Code::InvalidObjectState => 403,
             Code::NoSuchBucket | Code::NoSuchKey | Code::NoSuchUpload | Code::NoSuchTagSet => 404,
             Code::BucketAlreadyExists
             | Code::BucketNotEmpty
             | Code::FileAlreadyExists
-            | Code::BucketAlreadyOwnedByYou => 409,
+            | Code::BucketAlreadyOwnedByYou
+            | Code::RestoreAlreadyInProgress
+            | Code::ArchiveRestoreFileStale
+            | Code::ArchiveRestoreNotFinished => 409,
             Code::MissingContentLength => 411,
             Code::PreconditionFailed => 412,
             Code::NotModified => 304,
@@ -178,6 +200,12 @@ impl Code {
             Code::InsufficientStorage => "There is not enough free space on the server to store this data. Delete objects or add space, then retry.",
             Code::InvalidTag => "The tag provided was not a valid tag.",
             Code::NoSuchTagSet => "The TagSet does not exist.",
+            Code::InvalidObjectState => "The operation is not valid for the object's state.",
+            Code::RestoreAlreadyInProgress => "The restore operation is in progress.",
+            Code::OperationNotSupported => "The operation is not supported for this resource.",
+            Code::InvalidStorageClass => "The storage class you specified is not valid.",
+            Code::ArchiveRestoreFileStale => "The archive file is not restored.",
+            Code::ArchiveRestoreNotFinished => "The archive file's restore is not finished.",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! Nothing here knows HTTP.
 
 pub mod blob;
+pub mod classes;
 pub mod copy;
 pub mod error;
 pub mod meta;

@@ -158,8 +158,9 @@ pub trait BlockingMetaStore: Send + Sync + 'static {
     /// Removes the object if present (no error if absent, unless `condition` asks for it;
     /// NoSuchBucket if the bucket is gone).
     fn delete_object(&self, bucket: &str, key: &str, condition: &DeleteCondition, delete_due_ms: u64) -> Result<()>;
-    /// NoSuchKey if absent.
-    fn update_object(&self, bucket: &str, key: &str, change: &ObjectChange) -> Result<()>;
+    /// Returns the updated record (its extents not loaded). NoSuchKey if absent; a change the
+    /// object's state refuses changes nothing.
+    fn update_object(&self, bucket: &str, key: &str, change: &ObjectChange) -> Result<ObjectRecord>;
     /// Objects whose key starts with `prefix`, from `start` on, in key order.
     fn scan_objects(
         &self,
@@ -242,8 +243,9 @@ pub trait MetaStore: Send + Sync + 'static {
         condition: &DeleteCondition,
         delete_due_ms: u64,
     ) -> Result<()>;
-    /// NoSuchKey if absent.
-    async fn update_object(&self, bucket: &str, key: &str, change: &ObjectChange) -> Result<()>;
+    /// Returns the updated record (its extents not loaded). NoSuchKey if absent; a change the
+    /// object's state refuses changes nothing.
+    async fn update_object(&self, bucket: &str, key: &str, change: &ObjectChange) -> Result<ObjectRecord>;
     /// Objects whose key starts with `prefix`, from `start` on, in key order.
     async fn scan_objects(
         &self,
@@ -398,7 +400,7 @@ impl<S: BlockingMetaStore> MetaStore for Blocking<S> {
         let (b, k, c) = (owned(bucket), owned(key), condition.clone());
         self.run(move |s| s.delete_object(&b, &k, &c, delete_due_ms)).await
     }
-    async fn update_object(&self, bucket: &str, key: &str, change: &ObjectChange) -> Result<()> {
+    async fn update_object(&self, bucket: &str, key: &str, change: &ObjectChange) -> Result<ObjectRecord> {
         let (b, k, c) = (owned(bucket), owned(key), change.clone());
         self.run(move |s| s.update_object(&b, &k, &c)).await
     }
@@ -601,6 +603,7 @@ pub fn object_from_parts(
             })
             .collect(),
         tags: upload.tags.clone(),
+        restore: None,
     }
 }
 

@@ -98,14 +98,57 @@ pub enum ObjectChange {
     Acl(ObjectAcl),
     /// Replaces every tag.
     Tags(Vec<(String, String)>),
+    /// RestoreObject at `now_ms`: readable from `now_ms + delay_ms` for `days` days; a
+    /// finished restore is extended instead (up to the class's maximum).
+    Restore {
+        now_ms: u64,
+        delay_ms: u64,
+        days: u32,
+    },
+    /// CleanRestoredObject: back to frozen.
+    CleanRestore {
+        now_ms: u64,
+    },
 }
 
 impl ObjectChange {
-    pub fn apply(&self, rec: &mut ObjectRecord) {
+    /// Applies the change, or refuses it (before anything is changed) when the object's state
+    /// does not allow it: the store runs this inside the transaction that writes the record.
+    pub fn apply(&self, rec: &mut ObjectRecord) -> crate::Result<()> {
+        use crate::classes::{thaw, StorageClass, Thaw};
+        use crate::error::{Code, Error};
         match self {
             ObjectChange::Acl(acl) => rec.acl = *acl,
             ObjectChange::Tags(tags) => rec.tags = tags.clone(),
+            ObjectChange::Restore { now_ms, delay_ms, days } => {
+                let class = StorageClass::of(&rec.storage_class);
+                let day_ms = u64::from((*days).clamp(1, class.max_restore_days())) * 86_400_000;
+                match thaw(rec, *now_ms) {
+                    Thaw::NotFrozen => return Err(Error::new(Code::OperationNotSupported)),
+                    Thaw::Restoring => return Err(Error::new(Code::RestoreAlreadyInProgress)),
+                    Thaw::Restored { .. } => {
+                        if let Some(r) = &mut rec.restore {
+                            r.expiry_ms = now_ms + day_ms;
+                        }
+                    }
+                    Thaw::Frozen => {
+                        let ready_ms = now_ms + delay_ms;
+                        rec.restore = Some(Restore {
+                            started_ms: *now_ms,
+                            ready_ms,
+                            expiry_ms: ready_ms + day_ms,
+                        });
+                    }
+                }
+            }
+            ObjectChange::CleanRestore { now_ms } => match thaw(rec, *now_ms) {
+                Thaw::NotFrozen => return Err(Error::new(Code::OperationNotSupported)),
+                Thaw::Restoring => return Err(Error::new(Code::ArchiveRestoreNotFinished)),
+                Thaw::Frozen => return Err(Error::new(Code::ArchiveRestoreFileStale)),
+                Thaw::Restored { .. } => rec.restore = None,
+            },
         }
+        Ok(())
     }
 }
 
@@ -180,6 +223,16 @@ pub struct ObjectRecord {
     /// Tags (key, value), in the order given: at most 10 per object, 20 per bucket.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<(String, String)>,
+    /// An archived object's restore: readable from `ready_ms` until `expiry_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<Restore>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restore {
+    pub started_ms: u64,
+    pub ready_ms: u64,
+    pub expiry_ms: u64,
 }
 
 /// An S3 additional checksum of an object.

@@ -1164,7 +1164,7 @@ impl MetaStore for PgStore {
         })
     }
 
-    async fn update_object(&self, bucket: &str, key: &str, change: &ObjectChange) -> Result<()> {
+    async fn update_object(&self, bucket: &str, key: &str, change: &ObjectChange) -> Result<ObjectRecord> {
         write_tx!(self, |tx| {
             let row = rt(tx)
                 .query_opt(
@@ -1174,14 +1174,14 @@ impl MetaStore for PgStore {
                 .await?
                 .ok_or_else(|| Error::new(Code::NoSuchKey).with_key(key))?;
             let Json(mut rec): Json<ObjectRecord> = row.get(0);
-            change.apply(&mut rec);
+            change.apply(&mut rec)?;
             rt(tx)
                 .execute(
                     "UPDATE objects SET rec = $3 WHERE bucket = $1 AND key = $2",
                     &[&bucket, &key, &Json(&rec)],
                 )
                 .await?;
-            Ok(())
+            Ok(rec)
         })
     }
 

@@ -733,18 +733,16 @@ impl BlockingMetaStore for RedbStore {
         })
     }
 
-    fn update_object(&self, bucket: &str, key: &str, change: &ObjectChange) -> Result<()> {
+    fn update_object(&self, bucket: &str, key: &str, change: &ObjectChange) -> Result<ObjectRecord> {
         self.group.write(&self.db, |txn| {
-            {
-                let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
-                let mut rec: ObjectRecord = match objects.get((bucket, key)).map_err(db_err)? {
-                    Some(v) => dec(v.value())?,
-                    None => return Err(Error::new(Code::NoSuchKey).with_key(key)),
-                };
-                change.apply(&mut rec);
-                objects.insert((bucket, key), enc(&rec)?.as_slice()).map_err(db_err)?;
-            }
-            Ok(())
+            let mut objects = txn.open_table(OBJECTS).map_err(db_err)?;
+            let mut rec: ObjectRecord = match objects.get((bucket, key)).map_err(db_err)? {
+                Some(v) => dec(v.value())?,
+                None => return Err(Error::new(Code::NoSuchKey).with_key(key)),
+            };
+            change.apply(&mut rec)?;
+            objects.insert((bucket, key), enc(&rec)?.as_slice()).map_err(db_err)?;
+            Ok(rec)
         })
     }
 
@@ -1112,6 +1110,7 @@ mod tests {
                 ..Default::default()
             }],
             tags: Vec::new(),
+            restore: None,
         }
     }
 

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::blob::{BlobInfo, BlobStore, InFlight};
+use crate::classes::StorageClass;
 use crate::error::{Code, Error, Result};
 use crate::meta::{Blocking, CompleteRequest, DeleteCondition, MetaStore, ScanStart, WriteCondition};
 use crate::model::*;
@@ -49,6 +50,9 @@ pub struct Config {
     pub inline_max: usize,
     /// The embedded store's page cache (redb), bytes.
     pub meta_cache_bytes: usize,
+    /// How long a RestoreObject of an archived object takes (the services take minutes to
+    /// hours; an emulator's tests want seconds).
+    pub restore_delay: Duration,
 }
 
 impl Default for Config {
@@ -64,6 +68,7 @@ impl Default for Config {
             shared_file_grace: Duration::from_secs(3600),
             inline_max: DEFAULT_INLINE_MAX,
             meta_cache_bytes: crate::redb_store::DEFAULT_CACHE_BYTES,
+            restore_delay: Duration::from_secs(1),
         }
     }
 }
@@ -139,6 +144,8 @@ pub struct CopyOptions {
     pub condition: WriteCondition,
     /// New tags (tagging directive REPLACE); None keeps the source's.
     pub tags: Option<Vec<(String, String)>>,
+    /// The copy's class; None keeps the source's.
+    pub storage_class: Option<StorageClass>,
 }
 
 /// What a Complete asks for besides the part list.
@@ -432,13 +439,14 @@ impl Kura {
 
     /// Creates a bucket; the dialect has checked the name by its own rules (OSS's are the
     /// stricter), so only S3's wider rules are enforced here.
-    pub async fn create_bucket(&self, name: &str, acl: Option<Acl>) -> Result<()> {
+    /// Creates a bucket; `class` is the default storage class of its objects (Standard).
+    pub async fn create_bucket(&self, name: &str, acl: Option<Acl>, class: Option<StorageClass>) -> Result<()> {
         check_s3_bucket_name(name)?;
         let rec = BucketRecord {
             name: name.to_string(),
             created_ms: now_millis(),
             acl: acl.unwrap_or_default(),
-            storage_class: "Standard".into(),
+            storage_class: class.unwrap_or(StorageClass::Standard).as_str().into(),
             tags: Vec::new(),
         };
         let max = self.cfg.max_buckets;
@@ -565,11 +573,14 @@ impl Kura {
         bucket: &str,
         key: &str,
         body: &mut impl BodySource,
-        opts: WriteOptions,
+        mut opts: WriteOptions,
     ) -> Result<ObjectRecord> {
         check_key(key)?;
         crate::tags::check_object_tags(&opts.tags)?;
         let b = self.bucket(bucket).await?;
+        if opts.storage_class.is_empty() {
+            opts.storage_class = b.storage_class.clone();
+        }
         // Early, so a doomed body is not stored; checked again in the transaction.
         if opts.condition != WriteCondition::default() {
             opts.condition
@@ -658,14 +669,39 @@ impl Kura {
 
     pub async fn set_object_acl(&self, bucket: &str, key: &str, acl: ObjectAcl) -> Result<()> {
         self.bucket(bucket).await?;
-        self.meta.update_object(bucket, key, &ObjectChange::Acl(acl)).await
+        self.meta.update_object(bucket, key, &ObjectChange::Acl(acl)).await?;
+        Ok(())
     }
 
     /// Replaces the object's tags (checked against the object limits); Last-Modified stays.
     pub async fn set_object_tags(&self, bucket: &str, key: &str, tags: Vec<(String, String)>) -> Result<()> {
         crate::tags::check_object_tags(&tags)?;
         self.bucket(bucket).await?;
-        self.meta.update_object(bucket, key, &ObjectChange::Tags(tags)).await
+        self.meta.update_object(bucket, key, &ObjectChange::Tags(tags)).await?;
+        Ok(())
+    }
+
+    /// RestoreObject: true when a restore started (202), false when a finished one was
+    /// extended (200). OperationNotSupported for a class that is not archived,
+    /// RestoreAlreadyInProgress while one runs.
+    pub async fn restore_object(&self, bucket: &str, key: &str, days: u32) -> Result<bool> {
+        self.bucket(bucket).await?;
+        let now_ms = now_millis();
+        let change = ObjectChange::Restore {
+            now_ms,
+            delay_ms: self.cfg.restore_delay.as_millis() as u64,
+            days,
+        };
+        let rec = self.meta.update_object(bucket, key, &change).await?;
+        Ok(rec.restore.is_some_and(|r| r.started_ms == now_ms))
+    }
+
+    /// CleanRestoredObject: a restored object goes back to frozen.
+    pub async fn clean_restored_object(&self, bucket: &str, key: &str) -> Result<()> {
+        self.bucket(bucket).await?;
+        let change = ObjectChange::CleanRestore { now_ms: now_millis() };
+        self.meta.update_object(bucket, key, &change).await?;
+        Ok(())
     }
 
     /// Copies an object's bytes into a new object, with the source's headers and tags unless
@@ -682,8 +718,10 @@ impl Kura {
             acl,
             condition,
             tags,
+            storage_class,
         } = opts;
         check_key(key)?;
+        crate::classes::check_readable(src, now_millis())?;
         if let Some(tags) = &tags {
             crate::tags::check_object_tags(tags)?;
         }
@@ -700,7 +738,7 @@ impl Kura {
         let opts = WriteOptions {
             headers: replace.unwrap_or_else(|| src.headers.clone()),
             acl,
-            storage_class: src.storage_class.clone(),
+            storage_class: storage_class.map_or_else(|| src.storage_class.clone(), |c| c.as_str().into()),
             condition: condition.clone(),
             tags: tags.unwrap_or_else(|| src.tags.clone()),
             ..Default::default()
@@ -774,10 +812,13 @@ impl Kura {
 
     // ---- multipart ----
 
-    pub async fn initiate_upload(&self, bucket: &str, key: &str, opts: WriteOptions) -> Result<String> {
+    pub async fn initiate_upload(&self, bucket: &str, key: &str, mut opts: WriteOptions) -> Result<String> {
         check_key(key)?;
         crate::tags::check_object_tags(&opts.tags)?;
-        self.bucket(bucket).await?;
+        let b = self.bucket(bucket).await?;
+        if opts.storage_class.is_empty() {
+            opts.storage_class = b.storage_class;
+        }
         if opts.condition.forbid_overwrite && self.find_object(bucket, key).await?.is_some() {
             return Err(Error::new(Code::FileAlreadyExists).with_key(key));
         }
@@ -892,6 +933,7 @@ impl Kura {
         range: std::ops::Range<u64>,
     ) -> Result<PartRecord> {
         self.upload(bucket, key, upload_id).await?;
+        crate::classes::check_readable(src, now_millis())?;
         if range.end - range.start > self.cfg.max_body_size {
             return Err(Error::new(Code::EntityTooLarge));
         }
@@ -1257,6 +1299,7 @@ fn object_record(info: &BlobInfo, opts: WriteOptions) -> ObjectRecord {
             data: info.inline.clone(),
         }],
         tags: opts.tags,
+        restore: None,
     }
 }
 
@@ -1308,7 +1351,7 @@ mod tests {
     async fn orphan_sweep_spares_blobs_about_to_be_committed() {
         let dir = tempfile::tempdir().unwrap();
         let kura = Kura::open_local(dir.path(), Config::default()).unwrap();
-        kura.create_bucket("bkt", None).await.unwrap();
+        kura.create_bucket("bkt", None, None).await.unwrap();
         let (info, _) = kura
             .receive(
                 &mut OneChunk(Some(Bytes::from_static(b"acknowledged"))),
@@ -1360,7 +1403,7 @@ mod tests {
             ..Config::default()
         };
         let kura = Kura::open_local(dir.path(), cfg).unwrap();
-        kura.create_bucket("bkt", None).await.unwrap();
+        kura.create_bucket("bkt", None, None).await.unwrap();
         let body = Bytes::from(vec![7u8; 5000]);
         let rec = kura
             .put_object(

@@ -135,7 +135,7 @@ impl Store {
         let n = self.next_bucket.get();
         self.next_bucket.set(n + 1);
         let name = format!("b{n:06}");
-        self.kura.create_bucket(&name, None).await.unwrap();
+        self.kura.create_bucket(&name, None, None).await.unwrap();
         name
     }
 }

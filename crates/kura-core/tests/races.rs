@@ -97,6 +97,7 @@ fn object(blob: &str) -> ObjectRecord {
             ..Default::default()
         }],
         tags: Vec::new(),
+        restore: None,
     }
 }
 

@@ -320,6 +320,25 @@ pub struct AccessControlPolicy {
     pub access_control_list: AccessControlList,
 }
 
+/// RestoreObject's optional body (OSS `JobParameters`, S3 `GlacierJobParameters`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename = "RestoreRequest", rename_all = "PascalCase")]
+pub struct RestoreRequest {
+    #[serde(default)]
+    pub days: Option<u32>,
+    #[serde(default)]
+    pub job_parameters: Option<JobParameters>,
+    #[serde(default)]
+    pub glacier_job_parameters: Option<JobParameters>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct JobParameters {
+    #[serde(default)]
+    pub tier: Option<String>,
+}
+
 /// Object and bucket tags, both dialects (S3 adds its namespace).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename = "Tagging", rename_all = "PascalCase")]

@@ -36,7 +36,8 @@ pub fn required(op: Operation) -> Access {
         ListBuckets | CreateBucket | DeleteBucket | GetBucketAcl | PutBucketAcl | GetBucketLocation | GetBucketInfo
         | ListMultipartUploads | DeleteObjects | ListLiveChannels | GetObjectAttributes | GetObjectAcl
         | PutObjectAcl | CopyObject | UploadPartCopy | ListParts | GetObjectTagging | PutObjectTagging
-        | DeleteObjectTagging | GetBucketTagging | PutBucketTagging | DeleteBucketTagging => Access::Owner,
+        | DeleteObjectTagging | GetBucketTagging | PutBucketTagging | DeleteBucketTagging | RestoreObject
+        | CleanRestoredObject => Access::Owner,
     }
 }
 

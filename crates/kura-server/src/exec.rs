@@ -198,3 +198,63 @@ pub async fn tagging(
         _ => Err(Error::internal("not a tagging operation")),
     }
 }
+
+/// What a RestoreObject did.
+pub struct Restored {
+    /// A restore started (202); false: a finished one was extended (200).
+    pub started: bool,
+    /// ColdArchive / DeepColdArchive: the tier, for `x-oss-object-restore-priority`.
+    pub priority: Option<String>,
+}
+
+/// RestoreObject, both dialects: the optional RestoreRequest body checked against the
+/// object's class (days in range, a known tier, no JobParameters for Archive), then the
+/// restore recorded in one store call.
+pub async fn restore(
+    st: &State,
+    ctx: &Ctx,
+    body: &mut impl kura_core::BodySource,
+    dialect: crate::op::Dialect,
+) -> Result<Restored> {
+    use kura_core::classes::StorageClass;
+    let raw = crate::request::read_xml_body(body, ctx).await?;
+    let req = if raw.iter().all(u8::is_ascii_whitespace) {
+        kura_proto::xml::RestoreRequest::default()
+    } else {
+        from_request_xml::<kura_proto::xml::RestoreRequest>(&raw, "RestoreRequest")
+            .map_err(|_| Error::new(Code::MalformedXML))?
+    };
+    let (bucket, key) = (ctx.bucket(), ctx.key());
+    let (_, rec) = st.kura.head_object(bucket, key).await?;
+    let class = StorageClass::of(&rec.storage_class);
+    let job = req.job_parameters.or(req.glacier_job_parameters);
+    if dialect == crate::op::Dialect::Oss && class == StorageClass::Archive && job.is_some() {
+        // OSS: an Archive restore has no tiers (S3's Glacier does).
+        return Err(Error::msg(
+            Code::MalformedXML,
+            "JobParameters is not allowed for Archive objects.",
+        ));
+    }
+    let tier = job.and_then(|j| j.tier);
+    if let Some(t) = &tier {
+        let allowed: &[&str] = match class {
+            StorageClass::DeepColdArchive => &["Expedited", "Standard"],
+            _ => &["Expedited", "Standard", "Bulk"],
+        };
+        if !allowed.contains(&t.as_str()) {
+            return Err(Error::invalid_argument("Unsupported restore tier", "Tier", t));
+        }
+    }
+    let days = req.days.unwrap_or(1);
+    if class.is_frozen() && !(1..=class.max_restore_days()).contains(&days) {
+        return Err(Error::invalid_argument(
+            format!("Days must be 1 to {} for this storage class", class.max_restore_days()),
+            "Days",
+            &days.to_string(),
+        ));
+    }
+    let started = st.kura.restore_object(bucket, key, days).await?;
+    let priority = matches!(class, StorageClass::ColdArchive | StorageClass::DeepColdArchive)
+        .then(|| tier.unwrap_or_else(|| "Standard".into()));
+    Ok(Restored { started, priority })
+}

@@ -47,6 +47,10 @@ pub enum Operation {
     GetBucketTagging,
     PutBucketTagging,
     DeleteBucketTagging,
+    /// RestoreObject (`POST ?restore`), both dialects.
+    RestoreObject,
+    /// OSS CleanRestoredObject.
+    CleanRestoredObject,
     PutObject,
     CopyObject,
     DeleteObject,
@@ -115,6 +119,8 @@ const KNOWN_PARAMS: &[(Option<Dialect>, &str)] = &[
     (None, "response-content-disposition"),
     (None, "response-content-encoding"),
     (None, "tagging"),
+    (None, "restore"),
+    (Some(Dialect::Oss), "cleanRestoredObject"),
     (Some(Dialect::Oss), "tag-key"),
     (Some(Dialect::Oss), "tag-value"),
     (Some(Dialect::Oss), "bucketInfo"),
@@ -268,6 +274,8 @@ const SELECTORS: &[&str] = &[
     "versions",
     "attributes",
     "tagging",
+    "restore",
+    "cleanRestoredObject",
 ];
 
 /// The selectors an operation reads.
@@ -277,6 +285,8 @@ fn selectors_of(op: Operation) -> &'static [&'static str] {
         GetBucketAcl | PutBucketAcl | GetObjectAcl | PutObjectAcl => &["acl"],
         GetObjectTagging | PutObjectTagging | DeleteObjectTagging | GetBucketTagging | PutBucketTagging
         | DeleteBucketTagging => &["tagging"],
+        RestoreObject => &["restore"],
+        CleanRestoredObject => &["cleanRestoredObject"],
         GetBucketLocation => &["location"],
         GetBucketInfo => &["bucketInfo"],
         ListMultipartUploads => &["uploads"],
@@ -373,6 +383,8 @@ fn classify_method(dialect: Dialect, ctx: &Ctx) -> Result<Operation> {
         "PUT" if part => Ok(UploadPart),
         "PUT" if copy_source => Ok(CopyObject),
         "PUT" => Ok(PutObject),
+        "POST" if q("restore") => Ok(RestoreObject),
+        "POST" if q("cleanRestoredObject") => Ok(CleanRestoredObject),
         "POST" if q("uploads") => Ok(InitiateMultipartUpload),
         "POST" if q("uploadId") => Ok(CompleteMultipartUpload),
         "DELETE" if q("uploadId") => Ok(AbortMultipartUpload),

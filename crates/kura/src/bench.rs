@@ -947,7 +947,7 @@ async fn round_trips(url: &str, scratch: &Path) -> anyhow::Result<(u64, u64, u64
     .map_err(anyhow::Error::msg)?;
     let bucket = format!("rt-{}", hex::encode(rand::random::<[u8; 4]>()));
     let err = |e: kura_core::Error| anyhow::anyhow!("{}", e.message);
-    kura.create_bucket(&bucket, None).await.map_err(err)?;
+    kura.create_bucket(&bucket, None, None).await.map_err(err)?;
     let count = ROUND_TRIPS.load(Ordering::Relaxed);
     let since = |before: u64| ROUND_TRIPS.load(Ordering::Relaxed) - before;
     let body = || OneChunk(Some(Bytes::from(vec![1u8; 102_400])));

@@ -34,6 +34,9 @@ pub struct ServeArgs {
     /// Ignored with --meta (PostgreSQL keeps every new object in files).
     #[arg(long, default_value_t = kura_core::service::DEFAULT_INLINE_MAX)]
     pub inline_max_bytes: usize,
+    /// Seconds a RestoreObject of an archived object takes before its bytes can be read.
+    #[arg(long, default_value_t = 1)]
+    pub restore_delay_secs: u64,
     /// The embedded metadata store's page cache, MiB (its largest use of memory).
     #[arg(long, default_value_t = 256)]
     pub meta_cache_mib: usize,
@@ -134,6 +137,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         shared_file_grace: Duration::from_secs(args.shared_file_grace_secs),
         inline_max: args.inline_max_bytes,
         meta_cache_bytes: args.meta_cache_mib.saturating_mul(1024 * 1024),
+        restore_delay: Duration::from_secs(args.restore_delay_secs),
         ..Config::default()
     };
     let kura = match &args.meta {

@@ -2,6 +2,7 @@
 //! and XML. Requests arrive here classified ([`crate::op`]) and authorized ([`crate::authz`]).
 
 use base64::Engine;
+use kura_core::classes;
 use kura_core::model::{Acl, BucketRecord, ObjectAcl, ObjectHeaders, ObjectRecord, PartSelection};
 use kura_core::service::{check_bucket_name, check_key, check_part_number};
 use kura_core::service::{CompleteOptions, CopyOptions};
@@ -40,11 +41,16 @@ fn object_headers(ctx: &Ctx) -> ObjectHeaders {
     crate::common::object_headers(ctx, "x-oss-meta-", "application/octet-stream")
 }
 
+/// `x-oss-storage-class`, checked (None: the bucket's class, or the source's on a copy).
+fn oss_storage_class(ctx: &Ctx) -> Result<Option<classes::StorageClass>> {
+    ctx.header("x-oss-storage-class").map(classes::oss_class).transpose()
+}
+
 fn write_options(ctx: &Ctx) -> Result<WriteOptions> {
     Ok(WriteOptions {
         headers: object_headers(ctx),
         acl: header_acl(ctx, "x-oss-object-acl")?.unwrap_or_default(),
-        storage_class: ctx.header("x-oss-storage-class").unwrap_or("Standard").to_string(),
+        storage_class: oss_storage_class(ctx)?.map_or_else(String::new, |c| c.as_str().into()),
         condition: forbid_condition(ctx),
         checks: body_checks(ctx)?,
         tags: crate::common::header_tags(ctx, "x-oss-tagging")?,
@@ -116,12 +122,15 @@ pub async fn execute(
                         Error::invalid_argument("no such bucket access control exists", "x-oss-acl", v)
                     })?),
                 };
-            // The optional body is a CreateBucketConfiguration (its storage class is not kept).
-            // Anything else is refused: it may be an object upload aimed at the wrong address.
+            // The optional body is a CreateBucketConfiguration (its storage class is the
+            // bucket's default for new objects). Anything else is refused: it may be an object
+            // upload aimed at the wrong address.
             let raw = read_xml_body(&mut body, ctx).await?;
+            let mut class = None;
             if !raw.iter().all(u8::is_ascii_whitespace) {
-                from_request_xml::<CreateBucketConfiguration>(&raw, "CreateBucketConfiguration")
+                let cfg = from_request_xml::<CreateBucketConfiguration>(&raw, "CreateBucketConfiguration")
                     .map_err(|_| Error::new(Code::MalformedXML))?;
+                class = cfg.storage_class.as_deref().map(classes::oss_class).transpose()?;
             }
             if op == PutBucketAcl {
                 let acl = acl.ok_or_else(|| Error::invalid_argument("x-oss-acl is required", "x-oss-acl", ""))?;
@@ -129,7 +138,7 @@ pub async fn execute(
                 return Ok(render::empty(200));
             }
             check_bucket_name(bucket)?;
-            k.create_bucket(bucket, acl).await?;
+            k.create_bucket(bucket, acl, class).await?;
             let mut r = render::empty(200);
             set(&mut r, "location", format!("/{bucket}"));
             Ok(r)
@@ -247,6 +256,18 @@ pub async fn execute(
         DeleteObject => {
             k.delete_object(bucket, key).await?;
             Ok(render::empty(204))
+        }
+        RestoreObject => {
+            let done = crate::exec::restore(st, ctx, &mut body, crate::op::Dialect::Oss).await?;
+            let mut r = render::empty(if done.started { 202 } else { 200 });
+            if let Some(p) = done.priority {
+                set(&mut r, "x-oss-object-restore-priority", p);
+            }
+            Ok(r)
+        }
+        CleanRestoredObject => {
+            k.clean_restored_object(bucket, key).await?;
+            Ok(render::empty(200))
         }
         GetObjectTagging | PutObjectTagging | DeleteObjectTagging | GetBucketTagging | PutBucketTagging
         | DeleteBucketTagging => match crate::exec::tagging(st, ctx, op, &mut body).await? {
@@ -449,6 +470,9 @@ fn object_meta_headers(r: &mut Resp, rec: &ObjectRecord) {
     if !rec.tags.is_empty() {
         set(r, "x-oss-tagging-count", rec.tags.len().to_string());
     }
+    if let Some(restore) = classes::restore_header(rec, kura_proto::timefmt::now_millis()) {
+        set(r, "x-oss-restore", restore);
+    }
 }
 
 async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &str) -> Result<Resp> {
@@ -460,6 +484,10 @@ async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &st
         object_meta_headers(&mut r, &rec);
         set(&mut r, "content-length", rec.size.to_string());
         return Ok(r);
+    }
+    if !is_head {
+        // An archived object's bytes wait for a restore (HEAD shows its state).
+        classes::check_readable(&rec, kura_proto::timefmt::now_millis())?;
     }
     let standard = ctx
         .header("x-oss-range-behavior")
@@ -518,6 +546,7 @@ async fn copy_object(st: &State, ctx: &Ctx, bucket: &str, key: &str) -> Result<R
         acl: header_acl(ctx, "x-oss-object-acl")?.unwrap_or_default(),
         condition: forbid_condition(ctx),
         tags: crate::common::copy_tags(ctx, "x-oss-tagging-directive", "x-oss-tagging")?,
+        storage_class: oss_storage_class(ctx)?,
     };
     let rec = st.kura.copy_object(&src, bucket, key, opts).await?;
     let mut r = render::xml(&CopyObjectResult {

@@ -1,5 +1,6 @@
 //! The S3 operations: routing, headers to typed core calls, and S3's responses.
 
+use kura_core::classes;
 use kura_core::model::{Acl, BucketRecord, ObjectAcl, ObjectHeaders, ObjectRecord};
 use kura_core::service::{check_key, check_part_number, check_s3_bucket_name, CompleteOptions, CopyOptions, MAX_LIST};
 use kura_core::{BodyChecks, BodySource, Code, DeleteCondition, Error, Result, WriteCondition, WriteOptions};
@@ -68,12 +69,14 @@ fn s3_part_etag(etag: &str) -> String {
     format!("\"{}\"", etag.to_ascii_lowercase())
 }
 
+/// A stored (OSS) class name as S3 names it.
 fn storage_class(c: &str) -> String {
-    if c.eq_ignore_ascii_case("standard") {
-        "STANDARD".into()
-    } else {
-        c.to_string()
-    }
+    classes::StorageClass::of(c).s3_name().into()
+}
+
+/// `x-amz-storage-class`, checked (None: the bucket's class, or the source's on a copy).
+fn s3_storage_class(ctx: &Ctx) -> Result<Option<classes::StorageClass>> {
+    ctx.header("x-amz-storage-class").map(classes::s3_class).transpose()
 }
 
 fn canned_acl(ctx: &Ctx) -> Result<Option<Acl>> {
@@ -239,7 +242,7 @@ pub async fn execute(
             if k.bucket(bucket).await.is_ok() {
                 return Err(Error::new(Code::BucketAlreadyOwnedByYou).with_bucket(bucket));
             }
-            k.create_bucket(bucket, acl).await?;
+            k.create_bucket(bucket, acl, None).await?;
             let mut r = render::empty(200);
             set(&mut r, "location", format!("/{bucket}"));
             Ok(r)
@@ -304,6 +307,19 @@ pub async fn execute(
             Ok(r)
         }
         CopyObject => copy_object(st, ctx, bucket, key).await,
+        RestoreObject => {
+            let mut body = body;
+            match crate::exec::restore(st, ctx, &mut body, crate::op::Dialect::S3).await {
+                Ok(done) => Ok(render::empty(if done.started { 202 } else { 200 })),
+                // S3 refuses a restore of an object that is not archived this way.
+                Err(e) if e.code == Code::OperationNotSupported => Err(Error::msg(
+                    Code::InvalidObjectState,
+                    "Restore is not allowed for the object's current storage class.",
+                )),
+                Err(e) => Err(e),
+            }
+        }
+        CleanRestoredObject => Err(Error::new(Code::NotImplemented)),
         GetObjectTagging | PutObjectTagging | DeleteObjectTagging | GetBucketTagging | PutBucketTagging
         | DeleteBucketTagging => {
             let mut body = body;
@@ -320,7 +336,7 @@ pub async fn execute(
             let opts = WriteOptions {
                 headers: object_headers(ctx),
                 acl: canned_acl(ctx)?.map(ObjectAcl::Set).unwrap_or_default(),
-                storage_class: ctx.header("x-amz-storage-class").unwrap_or("STANDARD").to_string(),
+                storage_class: s3_storage_class(ctx)?.map_or_else(String::new, |c| c.as_str().into()),
                 condition: condition(ctx)?,
                 checks: body_checks(ctx, payload)?,
                 tags: crate::common::header_tags(ctx, "x-amz-tagging")?,
@@ -711,7 +727,7 @@ async fn initiate(st: &State, ctx: &Ctx, bucket: &str, key: &str) -> Result<Resp
     let opts = WriteOptions {
         headers: object_headers(ctx),
         acl: canned_acl(ctx)?.map(ObjectAcl::Set).unwrap_or_default(),
-        storage_class: ctx.header("x-amz-storage-class").unwrap_or("STANDARD").to_string(),
+        storage_class: s3_storage_class(ctx)?.map_or_else(String::new, |c| c.as_str().into()),
         multipart_checksum: algorithm.map(|a| (a, full_object)),
         tags: crate::common::header_tags(ctx, "x-amz-tagging")?,
         ..Default::default()
@@ -767,7 +783,12 @@ async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &st
     let (start, end) = range.unwrap_or((0, rec.size));
     let mut r = render::empty(200);
     if ctx.method != "HEAD" {
+        // An archived object's bytes wait for a restore (HEAD shows its state).
+        classes::check_readable(&rec, kura_proto::timefmt::now_millis())?;
         *r.body_mut() = render::RespBody::Stream(st.kura.read_object(&rec, start, end));
+    }
+    if let Some(restore) = classes::restore_header(&rec, kura_proto::timefmt::now_millis()) {
+        set(&mut r, "x-amz-restore", restore);
     }
     // A part of a multipart object (even a one-part one) is a partial answer with the part
     // count; partNumber=1 of a plain object is the whole object.
@@ -931,6 +952,7 @@ async fn copy_object(st: &State, ctx: &Ctx, bucket: &str, key: &str) -> Result<R
         acl: canned_acl(ctx)?.map(ObjectAcl::Set).unwrap_or_default(),
         condition: condition(ctx)?,
         tags: crate::common::copy_tags(ctx, "x-amz-tagging-directive", "x-amz-tagging")?,
+        storage_class: s3_storage_class(ctx)?,
     };
     let rec = st.kura.copy_object(&src, bucket, key, opts).await?;
     Ok(xml(
