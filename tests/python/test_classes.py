@@ -42,6 +42,8 @@ def test_archive_needs_a_restore(bucket):
     assert oss_error(lambda: bucket.copy_object(bucket.bucket_name, "cold", "copy")) == (403, "InvalidObjectState")
     assert bucket.restore_object("cold").status == 202
     assert bucket.head_object("cold").headers["x-oss-restore"] == 'ongoing-request="true"'
+    listed = [o for o in bucket.list_objects(prefix="cold").object_list if o.key == "cold"]
+    assert listed[0].restore_info == 'ongoing-request="true"'
     assert oss_error(lambda: bucket.restore_object("cold")) == (409, "RestoreAlreadyInProgress")
     assert oss_error(lambda: bucket.get_object("cold")) == (403, "InvalidObjectState")
     time.sleep(RESTORE_WAIT)

@@ -591,6 +591,9 @@ async fn fetch_range_into(
 ) -> Result<u64> {
     let mut attempt = 0u32;
     loop {
+        // The piece being written, outside the attempt: however the attempt ends, its write is
+        // waited for before a retry rewrites the range or the download returns.
+        let mut writing: Option<tokio::task::JoinHandle<std::io::Result<Vec<u8>>>> = None;
         let result = async {
             let mut r = client
                 .get_object(bucket, key, Some((sink.offset, sink.offset + len)), Some(etag))
@@ -601,7 +604,6 @@ async fn fetch_range_into(
             // megabytes for every piece cost more in page faults than the copy itself).
             let mut piece = Vec::with_capacity(WRITE_PIECE);
             let mut spare: Option<Vec<u8>> = None;
-            let mut writing: Option<tokio::task::JoinHandle<std::io::Result<Vec<u8>>>> = None;
             let mut written_to = sink.offset;
             loop {
                 let chunk = r.chunk().await?;
@@ -648,6 +650,9 @@ async fn fetch_range_into(
             Ok(crc.finish())
         }
         .await;
+        if let Some(w) = writing.take() {
+            let _ = w.await;
+        }
         match result {
             Err(e) if attempt < client.config().max_retries && e.is_retryable() => {
                 attempt += 1;

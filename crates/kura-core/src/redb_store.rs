@@ -515,6 +515,12 @@ impl RedbStore {
             let (_, v) = item.map_err(db_err)?;
             f(Row::Bucket(dec(v.value())?))?;
         }
+        // Inline bytes before the objects that refer to them: an interrupted copy leaves bytes
+        // without objects (harmless), never objects without their bytes.
+        for item in txn.open_table(INLINE).map_err(db_err)?.iter().map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            f(Row::Inline(k.value().to_string(), v.value().to_vec()))?;
+        }
         let extents = txn.open_table(EXTENTS).map_err(db_err)?;
         for item in txn.open_table(OBJECTS).map_err(db_err)?.iter().map_err(db_err)? {
             let (k, v) = item.map_err(db_err)?;
@@ -545,10 +551,6 @@ impl RedbStore {
         for item in txn.open_table(BLOB_INDEX).map_err(db_err)?.iter().map_err(db_err)? {
             let (k, _) = item.map_err(db_err)?;
             f(Row::Blob(k.value().to_string()))?;
-        }
-        for item in txn.open_table(INLINE).map_err(db_err)?.iter().map_err(db_err)? {
-            let (k, v) = item.map_err(db_err)?;
-            f(Row::Inline(k.value().to_string(), v.value().to_vec()))?;
         }
         Ok(())
     }

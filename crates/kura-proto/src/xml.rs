@@ -404,6 +404,9 @@ pub struct ObjectEntry {
     pub storage_class: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub owner: Option<Owner>,
+    /// An archived object's restore, as `x-oss-restore` says it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub restore_info: Option<String>,
 }
 
 /// ListObjects (V1) and ListObjectsV2 share the root `ListBucketResult`.

@@ -128,6 +128,9 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if args.inline_max_bytes >= 512 * 1024 {
+        anyhow::bail!("--inline-max-bytes must be below 524288 (one write batch)");
+    }
     std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
     let cfg = Config {
         region: args.region.clone(),

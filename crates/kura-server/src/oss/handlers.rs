@@ -379,6 +379,7 @@ fn object_entry(key: &str, rec: &ObjectRecord, url: bool, with_owner: bool) -> O
         size: rec.size,
         storage_class: rec.storage_class.clone(),
         owner: with_owner.then(owner),
+        restore_info: classes::restore_header(rec, kura_proto::timefmt::now_millis()),
     }
 }
 
