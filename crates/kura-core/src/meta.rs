@@ -206,6 +206,8 @@ pub trait BlockingMetaStore: Send + Sync + 'static {
     /// Whether new small blobs may be kept in this store ([`Extent::data`] on the extents
     /// given to `put_object`); when false the service writes every blob to a file.
     fn stores_inline(&self) -> bool;
+    /// The bucket's usage per storage class (OSS class names), exact as of the last commit.
+    fn bucket_usage(&self, bucket: &str) -> Result<Vec<(String, Usage)>>;
     /// The bytes of an inline blob (None once its deletion has been swept). The sweeper's
     /// [`MetaStore::forget_deletions`] removes them with the blob's queue entry.
     fn inline_blob(&self, id: &str) -> Result<Option<bytes::Bytes>>;
@@ -295,6 +297,8 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Whether new small blobs may be kept in this store ([`Extent::data`] on the extents
     /// given to `put_object`); when false the service writes every blob to a file.
     fn stores_inline(&self) -> bool;
+    /// The bucket's usage per storage class (OSS class names), exact as of the last commit.
+    async fn bucket_usage(&self, bucket: &str) -> Result<Vec<(String, Usage)>>;
     /// The bytes of an inline blob (None once its deletion has been swept). The sweeper's
     /// [`MetaStore::forget_deletions`] removes them with the blob's queue entry.
     async fn inline_blob(&self, id: &str) -> Result<Option<bytes::Bytes>>;
@@ -477,6 +481,10 @@ impl<S: BlockingMetaStore> MetaStore for Blocking<S> {
     }
     fn stores_inline(&self) -> bool {
         self.0.stores_inline()
+    }
+    async fn bucket_usage(&self, bucket: &str) -> Result<Vec<(String, Usage)>> {
+        let b = owned(bucket);
+        self.run(move |s| s.bucket_usage(&b)).await
     }
     async fn inline_blob(&self, id: &str) -> Result<Option<bytes::Bytes>> {
         let id = owned(id);

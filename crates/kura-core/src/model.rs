@@ -334,3 +334,41 @@ impl PartSelection {
         }
     }
 }
+
+/// A bucket's usage in one storage class, kept exact by the writes themselves (each write
+/// changes it in its own transaction), so GetBucketStat costs the same at any bucket size.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub objects: i64,
+    pub bytes: i64,
+    /// Multipart uploads initiated and not yet completed or aborted.
+    pub uploads: i64,
+    pub parts: i64,
+    pub part_bytes: i64,
+}
+
+impl Usage {
+    pub fn add(&mut self, d: &Usage) {
+        self.objects += d.objects;
+        self.bytes += d.bytes;
+        self.uploads += d.uploads;
+        self.parts += d.parts;
+        self.part_bytes += d.part_bytes;
+    }
+
+    pub fn object(size: u64, sign: i64) -> Usage {
+        Usage {
+            objects: sign,
+            bytes: sign * size as i64,
+            ..Usage::default()
+        }
+    }
+
+    pub fn part(size: u64, sign: i64) -> Usage {
+        Usage {
+            parts: sign,
+            part_bytes: sign * size as i64,
+            ..Usage::default()
+        }
+    }
+}

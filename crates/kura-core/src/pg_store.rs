@@ -122,6 +122,103 @@ CREATE TABLE inline_blobs (
 );
 "#,
     ),
+    (
+        5,
+        // Bucket statistics, kept by triggers in the transaction of every write. Each change
+        // goes to one of 16 rows per (bucket, class), chosen at random, so that concurrent
+        // writes to one bucket do not queue on one row lock; GetBucketStat sums them. Parts
+        // are counted under their upload: a part deleted after its upload (Abort deletes the
+        // upload first) was already subtracted by the upload's trigger, which takes away
+        // whatever parts the upload still has.
+        r#"
+CREATE TABLE bucket_stats (
+    bucket TEXT NOT NULL,
+    class TEXT NOT NULL,
+    shard INT NOT NULL,
+    objects BIGINT NOT NULL DEFAULT 0,
+    bytes BIGINT NOT NULL DEFAULT 0,
+    uploads BIGINT NOT NULL DEFAULT 0,
+    parts BIGINT NOT NULL DEFAULT 0,
+    part_bytes BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (bucket, class, shard)
+);
+CREATE FUNCTION kura_bump(b TEXT, c TEXT, o BIGINT, s BIGINT, u BIGINT, p BIGINT, ps BIGINT) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO bucket_stats AS t (bucket, class, shard, objects, bytes, uploads, parts, part_bytes)
+    VALUES (b, coalesce(c, 'Standard'), floor(random() * 16)::INT, o, s, u, p, ps)
+    ON CONFLICT (bucket, class, shard) DO UPDATE SET
+        objects = t.objects + excluded.objects, bytes = t.bytes + excluded.bytes,
+        uploads = t.uploads + excluded.uploads, parts = t.parts + excluded.parts,
+        part_bytes = t.part_bytes + excluded.part_bytes
+$$;
+CREATE FUNCTION kura_objects_stats() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.rec->>'size' = NEW.rec->>'size'
+        AND OLD.rec->>'storage_class' IS NOT DISTINCT FROM NEW.rec->>'storage_class' THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        PERFORM kura_bump(OLD.bucket, OLD.rec->>'storage_class', -1, -(OLD.rec->>'size')::BIGINT, 0, 0, 0);
+    END IF;
+    IF TG_OP IN ('UPDATE', 'INSERT') THEN
+        PERFORM kura_bump(NEW.bucket, NEW.rec->>'storage_class', 1, (NEW.rec->>'size')::BIGINT, 0, 0, 0);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER objects_stats AFTER INSERT OR UPDATE OR DELETE ON objects
+    FOR EACH ROW EXECUTE FUNCTION kura_objects_stats();
+CREATE FUNCTION kura_uploads_stats() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE n BIGINT; total BIGINT;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM kura_bump(NEW.bucket, NEW.rec->>'storage_class', 0, 0, 1, 0, 0);
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT count(*), coalesce(sum((rec->>'size')::BIGINT), 0) INTO n, total
+            FROM parts WHERE upload_id = OLD.upload_id;
+        PERFORM kura_bump(OLD.bucket, OLD.rec->>'storage_class', 0, 0, -1, -n, -total);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER uploads_stats AFTER INSERT OR DELETE ON uploads
+    FOR EACH ROW EXECUTE FUNCTION kura_uploads_stats();
+CREATE FUNCTION kura_parts_stats() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE b TEXT; c TEXT;
+BEGIN
+    SELECT bucket, rec->>'storage_class' INTO b, c FROM uploads
+        WHERE upload_id = coalesce(NEW.upload_id, OLD.upload_id);
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        PERFORM kura_bump(b, c, 0, 0, 0, -1, -(OLD.rec->>'size')::BIGINT);
+    END IF;
+    IF TG_OP IN ('UPDATE', 'INSERT') THEN
+        PERFORM kura_bump(b, c, 0, 0, 0, 1, (NEW.rec->>'size')::BIGINT);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER parts_stats AFTER INSERT OR UPDATE OR DELETE ON parts
+    FOR EACH ROW EXECUTE FUNCTION kura_parts_stats();
+CREATE FUNCTION kura_buckets_stats() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM bucket_stats WHERE bucket = OLD.name;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER buckets_stats AFTER DELETE ON buckets
+    FOR EACH ROW EXECUTE FUNCTION kura_buckets_stats();
+INSERT INTO bucket_stats (bucket, class, shard, objects, bytes)
+    SELECT bucket, coalesce(rec->>'storage_class', 'Standard'), 0, count(*), sum((rec->>'size')::BIGINT)
+    FROM objects GROUP BY 1, 2;
+INSERT INTO bucket_stats AS t (bucket, class, shard, uploads)
+    SELECT bucket, coalesce(rec->>'storage_class', 'Standard'), 0, count(*) FROM uploads GROUP BY 1, 2
+    ON CONFLICT (bucket, class, shard) DO UPDATE SET uploads = t.uploads + excluded.uploads;
+INSERT INTO bucket_stats AS t (bucket, class, shard, parts, part_bytes)
+    SELECT u.bucket, coalesce(u.rec->>'storage_class', 'Standard'), 0, count(*), sum((p.rec->>'size')::BIGINT)
+    FROM parts p JOIN uploads u USING (upload_id) GROUP BY 1, 2
+    ON CONFLICT (bucket, class, shard) DO UPDATE SET
+        parts = t.parts + excluded.parts, part_bytes = t.part_bytes + excluded.part_bytes;
+"#,
+    ),
 ];
 
 /// Statements sent to the database by this process (BEGIN and COMMIT included): each is one
@@ -1602,6 +1699,31 @@ impl MetaStore for PgStore {
     /// blobs go to files: not measured there yet (each row is a round trip of its own).
     fn stores_inline(&self) -> bool {
         false
+    }
+
+    async fn bucket_usage(&self, bucket: &str) -> Result<Vec<(String, Usage)>> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = rt(&client)
+            .query(
+                "SELECT class, sum(objects)::BIGINT, sum(bytes)::BIGINT, sum(uploads)::BIGINT, \
+                 sum(parts)::BIGINT, sum(part_bytes)::BIGINT FROM bucket_stats WHERE bucket = $1 GROUP BY class",
+                &[&bucket],
+            )
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let usage = Usage {
+                    objects: r.get(1),
+                    bytes: r.get(2),
+                    uploads: r.get(3),
+                    parts: r.get(4),
+                    part_bytes: r.get(5),
+                };
+                (r.get::<_, String>(0), usage)
+            })
+            .collect())
     }
 
     async fn inline_blob(&self, id: &str) -> Result<Option<bytes::Bytes>> {

@@ -112,6 +112,9 @@ const BLOB_INDEX: TableDefinition<&str, ()> = TableDefinition::new("blob_index")
 /// makes a small PutObject durable, no file or directory fsync). Removed with the blob's
 /// deletion-queue entry, like a file.
 const INLINE: TableDefinition<&str, &[u8]> = TableDefinition::new("inline_blobs");
+/// (bucket, storage class) -> Usage: the bucket statistics, changed by every write in its
+/// own transaction.
+const STATS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("bucket_stats");
 /// Settings of the store itself (schema steps done).
 const STORE_INFO: TableDefinition<&str, u64> = TableDefinition::new("store_info");
 
@@ -124,6 +127,19 @@ fn store_inline(txn: &redb::WriteTransaction, extents: &[Extent]) -> Result<()> 
             t.insert(e.blob.as_str(), data.as_ref()).map_err(db_err)?;
         }
     }
+    Ok(())
+}
+
+/// Adds `delta` to the bucket's usage in `class`, inside the caller's transaction.
+fn bump(txn: &redb::WriteTransaction, bucket: &str, class: &str, delta: Usage) -> Result<()> {
+    let class = crate::classes::StorageClass::of(class).as_str();
+    let mut t = txn.open_table(STATS).map_err(db_err)?;
+    let mut usage: Usage = match t.get((bucket, class)).map_err(db_err)? {
+        Some(v) => dec(v.value())?,
+        None => Usage::default(),
+    };
+    usage.add(&delta);
+    t.insert((bucket, class), enc(&usage)?.as_slice()).map_err(db_err)?;
     Ok(())
 }
 
@@ -463,6 +479,7 @@ impl RedbStore {
             txn.open_table(DELETIONS_BY_DUE).map_err(db_err)?;
             txn.open_table(BLOB_INDEX).map_err(db_err)?;
             txn.open_table(INLINE).map_err(db_err)?;
+            txn.open_table(STATS).map_err(db_err)?;
             let mut info = txn.open_table(STORE_INFO).map_err(db_err)?;
             if info.get("blob_index").map_err(db_err)?.is_none() {
                 // A store from before the index: record every blob it refers to, once.
@@ -490,6 +507,38 @@ impl RedbStore {
                     by_due.insert((v.value(), k.value()), ()).map_err(db_err)?;
                 }
                 info.insert("ordered_queues", 1).map_err(db_err)?;
+            }
+            if info.get("bucket_stats").map_err(db_err)?.is_none() {
+                // A store from before the statistics: count what it holds, once.
+                let mut classes = std::collections::HashMap::new();
+                for item in txn.open_table(UPLOADS).map_err(db_err)?.iter().map_err(db_err)? {
+                    let (k, v) = item.map_err(db_err)?;
+                    let (bucket, _, id) = k.value();
+                    let u: UploadRecord = dec(v.value())?;
+                    bump(
+                        &txn,
+                        bucket,
+                        &u.storage_class,
+                        Usage {
+                            uploads: 1,
+                            ..Usage::default()
+                        },
+                    )?;
+                    classes.insert(id.to_string(), (bucket.to_string(), u.storage_class));
+                }
+                for item in txn.open_table(PARTS).map_err(db_err)?.iter().map_err(db_err)? {
+                    let (k, v) = item.map_err(db_err)?;
+                    if let Some((bucket, class)) = classes.get(k.value().0) {
+                        let p: PartRecord = dec(v.value())?;
+                        bump(&txn, bucket, class, Usage::part(p.size, 1))?;
+                    }
+                }
+                for item in txn.open_table(OBJECTS).map_err(db_err)?.iter().map_err(db_err)? {
+                    let (k, v) = item.map_err(db_err)?;
+                    let rec: ObjectRecord = dec(v.value())?;
+                    bump(&txn, k.value().0, &rec.storage_class, Usage::object(rec.size, 1))?;
+                }
+                info.insert("bucket_stats", 1).map_err(db_err)?;
             }
         }
         txn.commit().map_err(db_err)?;
@@ -649,6 +698,10 @@ impl BlockingMetaStore for RedbStore {
                     return Err(Error::new(Code::BucketNotEmpty).with_bucket(name));
                 }
                 buckets.remove(name).map_err(db_err)?;
+                let mut stats = txn.open_table(STATS).map_err(db_err)?;
+                for class in crate::classes::StorageClass::ALL {
+                    stats.remove((name, class.as_str())).map_err(db_err)?;
+                }
             }
             Ok(())
         })
@@ -675,13 +728,15 @@ impl BlockingMetaStore for RedbStore {
                 };
                 condition.check(key, old.as_ref())?;
                 let mut extents = txn.open_table(EXTENTS).map_err(db_err)?;
-                if old.is_some() {
+                if let Some(old) = &old {
                     let mut del = DeletionQueue::open(txn)?;
                     for e in take_extents(&mut extents, bucket, key)? {
                         del.push(e.blob.as_str(), delete_due_ms)?;
                     }
+                    bump(txn, bucket, &old.storage_class, Usage::object(old.size, -1))?;
                 }
                 store_object(&mut objects, &mut extents, bucket, key, rec)?;
+                bump(txn, bucket, &rec.storage_class, Usage::object(rec.size, 1))?;
             }
             index_blobs(txn, rec.extents.iter().map(|e| e.blob.as_str()))?;
             store_inline(txn, &rec.extents)?;
@@ -722,8 +777,12 @@ impl BlockingMetaStore for RedbStore {
                     };
                     condition.check(key, existing.as_ref())?;
                 }
-                let existed = objects.remove((bucket, key)).map_err(db_err)?.is_some();
-                if existed {
+                let removed: Option<ObjectRecord> = match objects.remove((bucket, key)).map_err(db_err)? {
+                    Some(v) => Some(dec(v.value())?),
+                    None => None,
+                };
+                if let Some(old) = removed {
+                    bump(txn, bucket, &old.storage_class, Usage::object(old.size, -1))?;
                     let mut extents = txn.open_table(EXTENTS).map_err(db_err)?;
                     let mut del = DeletionQueue::open(txn)?;
                     for e in take_extents(&mut extents, bucket, key)? {
@@ -791,6 +850,11 @@ impl BlockingMetaStore for RedbStore {
                 uploads
                     .insert((bucket, rec.key.as_str(), rec.upload_id.as_str()), enc(rec)?.as_slice())
                     .map_err(db_err)?;
+                let created = Usage {
+                    uploads: 1,
+                    ..Usage::default()
+                };
+                bump(txn, bucket, &rec.storage_class, created)?;
             }
             Ok(())
         })
@@ -846,11 +910,14 @@ impl BlockingMetaStore for RedbStore {
                 let old = parts
                     .insert((upload_id, part_number), enc(rec)?.as_slice())
                     .map_err(db_err)?;
+                let mut usage = Usage::part(rec.size, 1);
                 if let Some(old) = old {
                     let old: PartRecord = dec(old.value())?;
                     let mut del = DeletionQueue::open(txn)?;
                     del.push(old.blob.as_str(), delete_due_ms)?;
+                    usage.add(&Usage::part(old.size, -1));
                 }
+                bump(txn, bucket, &upload.storage_class, usage)?;
             }
             index_blobs(txn, [rec.blob.as_str()])?;
             Ok(())
@@ -942,11 +1009,22 @@ impl BlockingMetaStore for RedbStore {
                 condition.forbid_overwrite |= upload.forbid_overwrite;
                 condition.check(key, old.as_ref())?;
                 let mut extents = txn.open_table(EXTENTS).map_err(db_err)?;
-                if old.is_some() {
+                if let Some(old) = &old {
                     for e in take_extents(&mut extents, bucket, key)? {
                         del.push(e.blob.as_str(), req.delete_due_ms)?;
                     }
+                    bump(txn, bucket, &old.storage_class, Usage::object(old.size, -1))?;
                 }
+                // The upload and all its parts leave the statistics; the object enters them.
+                let mut usage = Usage {
+                    uploads: -1,
+                    ..Usage::default()
+                };
+                for p in stored.values() {
+                    usage.add(&Usage::part(p.size, -1));
+                }
+                bump(txn, bucket, &upload.storage_class, usage)?;
+                bump(txn, bucket, &rec.storage_class, Usage::object(rec.size, 1))?;
                 // Parts not listed are discarded.
                 let used: HashSet<u32> = chosen.iter().map(|(n, _)| *n).collect();
                 for (n, p) in &stored {
@@ -982,11 +1060,16 @@ impl BlockingMetaStore for RedbStore {
         self.group.write(&self.db, |txn| {
             {
                 let mut uploads = txn.open_table(UPLOADS).map_err(db_err)?;
-                if uploads.remove((bucket, key, upload_id)).map_err(db_err)?.is_none() {
-                    return Err(no_such_upload(upload_id));
-                }
+                let upload: UploadRecord = match uploads.remove((bucket, key, upload_id)).map_err(db_err)? {
+                    Some(v) => dec(v.value())?,
+                    None => return Err(no_such_upload(upload_id)),
+                };
                 let mut parts = txn.open_table(PARTS).map_err(db_err)?;
                 let mut del = DeletionQueue::open(txn)?;
+                let mut usage = Usage {
+                    uploads: -1,
+                    ..Usage::default()
+                };
                 for item in parts
                     .extract_from_if((upload_id, 0)..=(upload_id, u32::MAX), |_, _| true)
                     .map_err(db_err)?
@@ -994,7 +1077,9 @@ impl BlockingMetaStore for RedbStore {
                     let (_, v) = item.map_err(db_err)?;
                     let p: PartRecord = dec(v.value())?;
                     del.push(p.blob.as_str(), delete_due_ms)?;
+                    usage.add(&Usage::part(p.size, -1));
                 }
+                bump(txn, bucket, &upload.storage_class, usage)?;
             }
             Ok(())
         })
@@ -1051,6 +1136,21 @@ impl BlockingMetaStore for RedbStore {
 
     fn stores_inline(&self) -> bool {
         true
+    }
+
+    fn bucket_usage(&self, bucket: &str) -> Result<Vec<(String, Usage)>> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let t = txn.open_table(STATS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for item in t.range((bucket, "")..).map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            let (b, class) = k.value();
+            if b != bucket {
+                break;
+            }
+            out.push((class.to_string(), dec(v.value())?));
+        }
+        Ok(out)
     }
 
     fn inline_blob(&self, id: &str) -> Result<Option<bytes::Bytes>> {

@@ -462,6 +462,20 @@ impl Kura {
             .ok_or_else(|| Error::new(Code::NoSuchBucket).with_bucket(name))
     }
 
+    /// The bucket's usage per storage class, as its writes keep it (O(1) in the bucket's size).
+    pub async fn bucket_usage(&self, name: &str) -> Result<Vec<(StorageClass, Usage)>> {
+        self.bucket(name).await?;
+        let mut by_class: Vec<(StorageClass, Usage)> =
+            StorageClass::ALL.iter().map(|c| (*c, Usage::default())).collect();
+        for (class, usage) in self.meta.bucket_usage(name).await? {
+            let class = StorageClass::of(&class);
+            if let Some((_, u)) = by_class.iter_mut().find(|(c, _)| *c == class) {
+                u.add(&usage);
+            }
+        }
+        Ok(by_class)
+    }
+
     pub async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
         self.meta.list_buckets().await
     }

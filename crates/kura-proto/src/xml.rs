@@ -320,6 +320,44 @@ pub struct AccessControlPolicy {
     pub access_control_list: AccessControlList,
 }
 
+/// OSS GetBucketStat. Every element is always sent (gov2 parses each as an integer).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename = "BucketStat", rename_all = "PascalCase")]
+pub struct BucketStat {
+    pub storage: i64,
+    pub object_count: i64,
+    pub multipart_upload_count: i64,
+    pub live_channel_count: i64,
+    pub multipart_part_count: i64,
+    pub multipart_part_storage: i64,
+    pub delete_marker_count: i64,
+    pub last_modified_time: i64,
+    pub standard_storage: i64,
+    pub standard_object_count: i64,
+    pub standard_multipart_part_count: i64,
+    pub standard_multipart_part_storage: i64,
+    pub infrequent_access_storage: i64,
+    pub infrequent_access_real_storage: i64,
+    pub infrequent_access_object_count: i64,
+    pub infrequent_multipart_part_count: i64,
+    pub infrequent_multipart_part_storage: i64,
+    pub archive_storage: i64,
+    pub archive_real_storage: i64,
+    pub archive_object_count: i64,
+    pub archive_multipart_part_count: i64,
+    pub archive_multipart_part_storage: i64,
+    pub cold_archive_storage: i64,
+    pub cold_archive_real_storage: i64,
+    pub cold_archive_object_count: i64,
+    pub cold_archive_multipart_part_count: i64,
+    pub cold_archive_multipart_part_storage: i64,
+    pub deep_cold_archive_storage: i64,
+    pub deep_cold_archive_real_storage: i64,
+    pub deep_cold_archive_object_count: i64,
+    pub deep_cold_archive_multipart_part_count: i64,
+    pub deep_cold_archive_multipart_part_storage: i64,
+}
+
 /// RestoreObject's optional body (OSS `JobParameters`, S3 `GlacierJobParameters`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename = "RestoreRequest", rename_all = "PascalCase")]

@@ -37,7 +37,7 @@ pub fn required(op: Operation) -> Access {
         | ListMultipartUploads | DeleteObjects | ListLiveChannels | GetObjectAttributes | GetObjectAcl
         | PutObjectAcl | CopyObject | UploadPartCopy | ListParts | GetObjectTagging | PutObjectTagging
         | DeleteObjectTagging | GetBucketTagging | PutBucketTagging | DeleteBucketTagging | RestoreObject
-        | CleanRestoredObject => Access::Owner,
+        | CleanRestoredObject | GetBucketStat => Access::Owner,
     }
 }
 

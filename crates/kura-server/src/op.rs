@@ -47,6 +47,8 @@ pub enum Operation {
     GetBucketTagging,
     PutBucketTagging,
     DeleteBucketTagging,
+    /// OSS GetBucketStat.
+    GetBucketStat,
     /// RestoreObject (`POST ?restore`), both dialects.
     RestoreObject,
     /// OSS CleanRestoredObject.
@@ -121,6 +123,7 @@ const KNOWN_PARAMS: &[(Option<Dialect>, &str)] = &[
     (None, "tagging"),
     (None, "restore"),
     (Some(Dialect::Oss), "cleanRestoredObject"),
+    (Some(Dialect::Oss), "stat"),
     (Some(Dialect::Oss), "tag-key"),
     (Some(Dialect::Oss), "tag-value"),
     (Some(Dialect::Oss), "bucketInfo"),
@@ -276,6 +279,7 @@ const SELECTORS: &[&str] = &[
     "tagging",
     "restore",
     "cleanRestoredObject",
+    "stat",
 ];
 
 /// The selectors an operation reads.
@@ -286,6 +290,7 @@ fn selectors_of(op: Operation) -> &'static [&'static str] {
         GetObjectTagging | PutObjectTagging | DeleteObjectTagging | GetBucketTagging | PutBucketTagging
         | DeleteBucketTagging => &["tagging"],
         RestoreObject => &["restore"],
+        GetBucketStat => &["stat"],
         CleanRestoredObject => &["cleanRestoredObject"],
         GetBucketLocation => &["location"],
         GetBucketInfo => &["bucketInfo"],
@@ -356,6 +361,7 @@ fn classify_method(dialect: Dialect, ctx: &Ctx) -> Result<Operation> {
             "GET" if q("acl") => Ok(GetBucketAcl),
             "GET" if q("location") => Ok(GetBucketLocation),
             "GET" if q("bucketInfo") => Ok(GetBucketInfo),
+            "GET" if q("stat") && !s3 => Ok(GetBucketStat),
             "GET" if q("uploads") => Ok(ListMultipartUploads),
             "GET" if q("live") => Ok(ListLiveChannels),
             "GET" if q("versions") => Ok(ListObjectVersions),

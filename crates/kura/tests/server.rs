@@ -979,6 +979,7 @@ async fn crash_during_small_writes_keeps_every_acknowledged_object() {
     }
     // Every object listed can be read whole (its blob exists).
     let (mut listed, mut files_needed, mut marker) = (0usize, 0usize, String::new());
+    let mut listed_bytes = 0u64;
     loop {
         let r = ok(s.v4(
             Method::GET,
@@ -996,6 +997,7 @@ async fn crash_during_small_writes_keeps_every_acknowledged_object() {
                 .unwrap();
             assert_eq!(got.len() as u64, o.size, "{}", o.key);
             listed += 1;
+            listed_bytes += o.size;
             let on_pg = common::pg_database_for(dir.path()).is_some();
             files_needed += usize::from(on_pg || o.size > kura_core::service::DEFAULT_INLINE_MAX as u64);
         }
@@ -1005,6 +1007,12 @@ async fn crash_during_small_writes_keeps_every_acknowledged_object() {
         marker = page.contents.last().unwrap().key.clone();
     }
     assert_eq!(listed, checked, "listing and reads disagree");
+    // The bucket statistics, kept by each write's own transaction, agree with the listing
+    // after the crash.
+    let stat = ok(s.v4(Method::GET, Some("small"), None, &[("stat", "")])).await;
+    let stat: xml::BucketStat = xml::from_xml(&stat.text().await.unwrap()).unwrap();
+    assert_eq!(stat.object_count as usize, listed, "ObjectCount");
+    assert_eq!(stat.storage as u64, listed_bytes, "Storage");
     // The sweeps leave exactly the files that objects use (no temp file, no orphan, replaced
     // blobs gone after their grace).
     let swept = || {

@@ -319,7 +319,7 @@ pub async fn execute(
                 Err(e) => Err(e),
             }
         }
-        CleanRestoredObject => Err(Error::new(Code::NotImplemented)),
+        CleanRestoredObject | GetBucketStat => Err(Error::new(Code::NotImplemented)),
         GetObjectTagging | PutObjectTagging | DeleteObjectTagging | GetBucketTagging | PutBucketTagging
         | DeleteBucketTagging => {
             let mut body = body;
