@@ -241,7 +241,8 @@ def raw_request(server, method, bucket, key="", params=None, headers=None, data=
     params = params or {}
     resource = f"/{bucket}/{key}" if bucket else "/"
     subs = sorted(k for k in params if k in ("acl", "uploads", "uploadId", "partNumber", "delete", "bucketInfo",
-                                             "location", "objectMeta", "live", "sequential", "tagging"))
+                                             "location", "objectMeta", "live", "sequential", "tagging", "restore",
+                                             "cleanRestoredObject"))
     if subs:
         resource += "?" + "&".join(k if params[k] == "" else f"{k}={params[k]}" for k in subs)
     oss_headers = "".join(f"{k.lower()}:{v}\n" for k, v in sorted(headers.items()) if k.lower().startswith("x-oss-"))

@@ -135,3 +135,35 @@ def test_s3_classes_and_restore(server):
     with pytest.raises(ClientError) as e:
         s3.put_object(Bucket=name, Key="n", Body=b"x", StorageClass="INTELLIGENT_TIERING")
     assert e.value.response["Error"]["Code"] == "InvalidStorageClass"
+
+
+def test_restore_details_after_review(server, bucket):
+    name = bucket.bucket_name
+    # A second restore extends a finished one and never shortens it.
+    bucket.put_object("long", b"x", headers={"x-oss-storage-class": "ColdArchive"})
+    assert bucket.restore_object("long", input=RestoreConfiguration(days=30)).status == 202
+    time.sleep(RESTORE_WAIT)
+    before = bucket.head_object("long").headers["x-oss-restore"]
+    assert bucket.restore_object("long", input=RestoreConfiguration(days=1)).status == 200
+    assert bucket.head_object("long").headers["x-oss-restore"] == before
+    # CleanRestoredObject signed with V1 (its sub-resource is signed).
+    bucket.put_object("v1clean", b"x", headers={"x-oss-storage-class": "Archive"})
+    r = raw_request(server, "POST", name, "v1clean", params={"cleanRestoredObject": ""})
+    assert r.status_code == 409 and "<Code>ArchiveRestoreFileStale</Code>" in r.text, r.text
+
+
+def test_s3_restore_and_copy_details(server):
+    s3 = s3client(server)
+    name = new_name("s3d")
+    s3.create_bucket(Bucket=name)
+    s3.put_object(Bucket=name, Key="deep", Body=b"x", StorageClass="DEEP_ARCHIVE")
+    r = s3.restore_object(Bucket=name, Key="deep",
+                          RestoreRequest={"Days": 30, "GlacierJobParameters": {"Tier": "Bulk"}})
+    assert r["ResponseMetadata"]["HTTPStatusCode"] == 202
+    s3.put_object(Bucket=name, Key="g30", Body=b"x", StorageClass="GLACIER")
+    assert s3.restore_object(Bucket=name, Key="g30", RestoreRequest={"Days": 30})[
+        "ResponseMetadata"]["HTTPStatusCode"] == 202
+    # Changing the class with a copy onto itself is allowed without REPLACE.
+    s3.put_object(Bucket=name, Key="self", Body=b"x")
+    s3.copy_object(Bucket=name, Key="self", CopySource={"Bucket": name, "Key": "self"}, StorageClass="STANDARD_IA")
+    assert s3.head_object(Bucket=name, Key="self")["StorageClass"] == "STANDARD_IA"

@@ -164,3 +164,19 @@ def test_s3_tagging(server):
     s3.delete_bucket_tagging(Bucket=name)
     with pytest.raises(ClientError):
         s3.get_bucket_tagging(Bucket=name)
+
+
+def test_tagging_bodies_checked(server, bucket):
+    import base64
+    import hashlib
+    bucket.put_object("md5", b"x")
+    body = tags_xml([("a", "b")])
+    wrong = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+    r = raw_request(server, "PUT", bucket.bucket_name, "md5", params={"tagging": ""}, data=body,
+                    headers={"Content-MD5": wrong})
+    assert r.status_code == 400 and "<Code>InvalidDigest</Code>" in r.text, r.text
+    assert bucket.get_object_tagging("md5").tag_set.tagging_rule == {}
+    # A control character could not be sent back in XML: refused.
+    r = raw_request(server, "PUT", bucket.bucket_name, params={"tagging": ""},
+                    data=b"<Tagging><TagSet><Tag><Key>k</Key><Value>a&#1;b</Value></Tag></TagSet></Tagging>")
+    assert r.status_code == 400 and "<Code>InvalidTag</Code>" in r.text, r.text

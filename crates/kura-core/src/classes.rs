@@ -63,9 +63,17 @@ impl StorageClass {
         }
     }
 
-    /// A stored name (records from before classes were checked may hold anything).
+    /// A stored name. Records from before classes were checked may hold S3 names in any case
+    /// (written through the S3 dialect) or anything else (read as Standard).
     pub fn of(stored: &str) -> Self {
-        Self::parse_oss(stored).unwrap_or(StorageClass::Standard)
+        let upper = stored.trim().to_ascii_uppercase();
+        Self::parse_oss(stored)
+            .or_else(|| Self::parse_s3(&upper))
+            .or(match upper.as_str() {
+                "ONEZONE_IA" | "INTELLIGENT_TIERING" | "GLACIER_IR" => Some(StorageClass::IA),
+                _ => None,
+            })
+            .unwrap_or(StorageClass::Standard)
     }
 
     /// Archive classes need a restore before their bytes can be read.

@@ -98,12 +98,14 @@ pub enum ObjectChange {
     Acl(ObjectAcl),
     /// Replaces every tag.
     Tags(Vec<(String, String)>),
-    /// RestoreObject at `now_ms`: readable from `now_ms + delay_ms` for `days` days; a
-    /// finished restore is extended instead (up to the class's maximum).
+    /// RestoreObject at `now_ms`: readable from `now_ms + delay_ms` for `days` days (checked
+    /// by the dialect); a finished restore is extended instead, never shortened. `token`
+    /// names this call in the record when it starts the restore.
     Restore {
         now_ms: u64,
         delay_ms: u64,
         days: u32,
+        token: u64,
     },
     /// CleanRestoredObject: back to frozen.
     CleanRestore {
@@ -115,20 +117,24 @@ impl ObjectChange {
     /// Applies the change, or refuses it (before anything is changed) when the object's state
     /// does not allow it: the store runs this inside the transaction that writes the record.
     pub fn apply(&self, rec: &mut ObjectRecord) -> crate::Result<()> {
-        use crate::classes::{thaw, StorageClass, Thaw};
+        use crate::classes::{thaw, Thaw};
         use crate::error::{Code, Error};
         match self {
             ObjectChange::Acl(acl) => rec.acl = *acl,
             ObjectChange::Tags(tags) => rec.tags = tags.clone(),
-            ObjectChange::Restore { now_ms, delay_ms, days } => {
-                let class = StorageClass::of(&rec.storage_class);
-                let day_ms = u64::from((*days).clamp(1, class.max_restore_days())) * 86_400_000;
+            ObjectChange::Restore {
+                now_ms,
+                delay_ms,
+                days,
+                token,
+            } => {
+                let day_ms = u64::from((*days).max(1)) * 86_400_000;
                 match thaw(rec, *now_ms) {
                     Thaw::NotFrozen => return Err(Error::new(Code::OperationNotSupported)),
                     Thaw::Restoring => return Err(Error::new(Code::RestoreAlreadyInProgress)),
                     Thaw::Restored { .. } => {
                         if let Some(r) = &mut rec.restore {
-                            r.expiry_ms = now_ms + day_ms;
+                            r.expiry_ms = r.expiry_ms.max(now_ms + day_ms);
                         }
                     }
                     Thaw::Frozen => {
@@ -137,6 +143,7 @@ impl ObjectChange {
                             started_ms: *now_ms,
                             ready_ms,
                             expiry_ms: ready_ms + day_ms,
+                            token: *token,
                         });
                     }
                 }
@@ -233,6 +240,9 @@ pub struct Restore {
     pub started_ms: u64,
     pub ready_ms: u64,
     pub expiry_ms: u64,
+    /// Names the RestoreObject call that started it, so that call alone answers 202.
+    #[serde(default)]
+    pub token: u64,
 }
 
 /// An S3 additional checksum of an object.

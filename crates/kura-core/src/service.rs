@@ -700,14 +700,15 @@ impl Kura {
     /// RestoreAlreadyInProgress while one runs.
     pub async fn restore_object(&self, bucket: &str, key: &str, days: u32) -> Result<bool> {
         self.bucket(bucket).await?;
-        let now_ms = now_millis();
+        let token = rand::random::<u64>() | 1;
         let change = ObjectChange::Restore {
-            now_ms,
+            now_ms: now_millis(),
             delay_ms: self.cfg.restore_delay.as_millis() as u64,
             days,
+            token,
         };
         let rec = self.meta.update_object(bucket, key, &change).await?;
-        Ok(rec.restore.is_some_and(|r| r.started_ms == now_ms))
+        Ok(rec.restore.is_some_and(|r| r.token == token))
     }
 
     /// CleanRestoredObject: a restored object goes back to frozen.

@@ -78,6 +78,13 @@ pub fn check_bucket_tags(tags: &[(String, String)]) -> Result<()> {
         if v.len() > 128 {
             return Err(invalid("A bucket tag value can be at most 128 bytes long."));
         }
+        // Control characters could not be sent back in XML.
+        if k.chars()
+            .chain(v.chars())
+            .any(|c| c.is_control() || c == '\u{FFFE}' || c == '\u{FFFF}')
+        {
+            return Err(invalid("Bucket tags may not contain control characters."));
+        }
     }
     unique_keys(tags)
 }
@@ -135,6 +142,7 @@ mod tests {
             t(&[("HTTPS://x", "v")]),
             t(&[(&"k".repeat(65), "v")]),
             t(&[("k", &"v".repeat(129))]),
+            t(&[("k", "a\u{1}b")]),
         ] {
             assert_eq!(check_bucket_tags(&bad).unwrap_err().code, Code::InvalidTag, "{bad:?}");
         }

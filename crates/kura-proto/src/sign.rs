@@ -17,6 +17,7 @@ pub const V1_SUB_RESOURCES: &[&str] = &[
     "bucketInfo",
     "callback",
     "callback-var",
+    "cleanRestoredObject",
     "comp",
     "continuation-token",
     "cors",

@@ -165,6 +165,7 @@ pub async fn tagging(
     use crate::op::Operation::*;
     let (k, bucket, key) = (&st.kura, ctx.bucket(), ctx.key());
     let read_tags = |raw: bytes::Bytes| {
+        crate::common::check_xml_md5(ctx, &raw)?;
         from_request_xml::<kura_proto::xml::Tagging>(&raw, "Tagging")
             .map(kura_proto::xml::Tagging::pairs)
             .map_err(|_| Error::new(Code::MalformedXML))
@@ -218,6 +219,7 @@ pub async fn restore(
 ) -> Result<Restored> {
     use kura_core::classes::StorageClass;
     let raw = crate::request::read_xml_body(body, ctx).await?;
+    crate::common::check_xml_md5(ctx, &raw)?;
     let req = if raw.iter().all(u8::is_ascii_whitespace) {
         kura_proto::xml::RestoreRequest::default()
     } else {
@@ -236,9 +238,12 @@ pub async fn restore(
         ));
     }
     let tier = job.and_then(|j| j.tier);
+    let s3 = dialect == crate::op::Dialect::S3;
     if let Some(t) = &tier {
-        let allowed: &[&str] = match class {
-            StorageClass::DeepColdArchive => &["Expedited", "Standard"],
+        let allowed: &[&str] = match (s3, class) {
+            // S3 Deep Archive has no expedited retrieval; OSS DeepColdArchive has no bulk.
+            (true, StorageClass::DeepColdArchive) => &["Standard", "Bulk"],
+            (false, StorageClass::DeepColdArchive) => &["Expedited", "Standard"],
             _ => &["Expedited", "Standard", "Bulk"],
         };
         if !allowed.contains(&t.as_str()) {
@@ -246,9 +251,11 @@ pub async fn restore(
         }
     }
     let days = req.days.unwrap_or(1);
-    if class.is_frozen() && !(1..=class.max_restore_days()).contains(&days) {
+    // OSS bounds the days per class; S3 only asks for at least one (its limit is far away).
+    let max_days = if s3 { 36_500 } else { class.max_restore_days() };
+    if class.is_frozen() && !(1..=max_days).contains(&days) {
         return Err(Error::invalid_argument(
-            format!("Days must be 1 to {} for this storage class", class.max_restore_days()),
+            format!("Days must be 1 to {max_days} for this storage class"),
             "Days",
             &days.to_string(),
         ));

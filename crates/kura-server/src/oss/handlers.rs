@@ -41,6 +41,11 @@ fn object_headers(ctx: &Ctx) -> ObjectHeaders {
     crate::common::object_headers(ctx, "x-oss-meta-", "application/octet-stream")
 }
 
+/// A stored class as OSS names it (older records may hold S3 names).
+fn class_name(stored: &str) -> String {
+    classes::StorageClass::of(stored).as_str().into()
+}
+
 /// `x-oss-storage-class`, checked (None: the bucket's class, or the source's on a copy).
 fn oss_storage_class(ctx: &Ctx) -> Result<Option<classes::StorageClass>> {
     ctx.header("x-oss-storage-class").map(classes::oss_class).transpose()
@@ -356,7 +361,7 @@ fn bucket_info(st: &State, b: &BucketRecord, host: &str) -> BucketInfo {
             location: format!("oss-{region}"),
             name: b.name.clone(),
             region,
-            storage_class: b.storage_class.clone(),
+            storage_class: class_name(&b.storage_class),
             data_redundancy_type: "LRS".into(),
             owner: owner(),
             access_control_list: AccessControlList {
@@ -420,7 +425,7 @@ async fn list_buckets(st: &State, ctx: &Ctx, host: &str) -> Result<Resp> {
                     location: format!("oss-{region}"),
                     name: b.name.clone(),
                     region: region.clone(),
-                    storage_class: b.storage_class.clone(),
+                    storage_class: class_name(&b.storage_class),
                 })
                 .collect(),
         },
@@ -434,7 +439,7 @@ fn object_entry(key: &str, rec: &ObjectRecord, url: bool, with_owner: bool) -> O
         etag: etag::quoted(&rec.etag),
         object_type: rec.object_type.as_str().into(),
         size: rec.size,
-        storage_class: rec.storage_class.clone(),
+        storage_class: class_name(&rec.storage_class),
         owner: with_owner.then(owner),
         restore_info: classes::restore_header(rec, kura_proto::timefmt::now_millis()),
     }
@@ -524,7 +529,7 @@ fn object_meta_headers(r: &mut Resp, rec: &ObjectRecord) {
     set(r, "last-modified", http_date(rec.last_modified_ms));
     set(r, "x-oss-hash-crc64ecma", rec.crc64.to_string());
     set(r, "x-oss-object-type", rec.object_type.as_str());
-    set(r, "x-oss-storage-class", &rec.storage_class);
+    set(r, "x-oss-storage-class", class_name(&rec.storage_class));
     if !rec.tags.is_empty() {
         set(r, "x-oss-tagging-count", rec.tags.len().to_string());
     }
@@ -727,7 +732,7 @@ async fn list_parts(st: &State, ctx: &Ctx, bucket: &str, key: &str, upload_id: &
         bucket: bucket.into(),
         key: enc(key, url),
         upload_id: upload_id.into(),
-        storage_class: l.upload.storage_class.clone(),
+        storage_class: class_name(&l.upload.storage_class),
         part_number_marker: marker,
         next_part_number_marker: l.next_marker,
         max_parts: max as u32,
@@ -769,7 +774,7 @@ async fn list_uploads(st: &State, ctx: &Ctx, bucket: &str) -> Result<Resp> {
             .map(|u| UploadEntry {
                 key: enc(&u.key, url),
                 upload_id: u.upload_id.clone(),
-                storage_class: u.storage_class.clone(),
+                storage_class: class_name(&u.storage_class),
                 initiated: iso8601(u.initiated_ms),
             })
             .collect(),

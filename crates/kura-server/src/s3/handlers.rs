@@ -810,7 +810,7 @@ async fn get_object(st: &State, ctx: &Ctx, p: &Principal, bucket: &str, key: &st
     set(&mut r, "accept-ranges", "bytes");
     set(&mut r, "etag", s3_etag(&rec));
     set(&mut r, "last-modified", http_date(rec.last_modified_ms));
-    if !rec.storage_class.eq_ignore_ascii_case("standard") {
+    if classes::StorageClass::of(&rec.storage_class) != classes::StorageClass::Standard {
         set(&mut r, "x-amz-storage-class", storage_class(&rec.storage_class));
     }
     if !rec.tags.is_empty() {
@@ -941,7 +941,8 @@ async fn copy_object(st: &State, ctx: &Ctx, bucket: &str, key: &str) -> Result<R
     let replace = ctx
         .header("x-amz-metadata-directive")
         .is_some_and(|v| v.eq_ignore_ascii_case("REPLACE"));
-    if !replace && sb == bucket && sk == key {
+    let class_change = s3_storage_class(ctx)?.is_some_and(|c| c != classes::StorageClass::of(&src.storage_class));
+    if !replace && !class_change && sb == bucket && sk == key {
         return Err(Error::msg(
             Code::InvalidRequest,
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
