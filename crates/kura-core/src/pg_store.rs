@@ -124,12 +124,12 @@ CREATE TABLE inline_blobs (
     ),
     (
         5,
-        // Bucket statistics, kept by triggers in the transaction of every write. Each change
-        // goes to one of 16 rows per (bucket, class), chosen at random, so that concurrent
-        // writes to one bucket do not queue on one row lock; GetBucketStat sums them. Parts
-        // are counted under their upload: a part deleted after its upload (Abort deletes the
-        // upload first) was already subtracted by the upload's trigger, which takes away
-        // whatever parts the upload still has.
+        // Bucket statistics, kept by statement-level triggers in the transaction of every
+        // write. Each change goes to one of 16 rows per (bucket, class), chosen at random, so
+        // that concurrent writes to one bucket do not queue on one row lock; GetBucketStat
+        // sums them. Parts are counted under their upload: a part deleted after its upload
+        // (Abort deletes the upload first) was already subtracted by the upload's trigger,
+        // which takes away whatever parts the upload still has.
         r#"
 CREATE TABLE bucket_stats (
     bucket TEXT NOT NULL,
@@ -151,54 +151,93 @@ LANGUAGE sql AS $$
         uploads = t.uploads + excluded.uploads, parts = t.parts + excluded.parts,
         part_bytes = t.part_bytes + excluded.part_bytes
 $$;
+-- Statement-level triggers over the transition tables: a Complete that drops 10,000 parts
+-- makes one aggregate, not 10,000 trigger calls.
 CREATE FUNCTION kura_objects_stats() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'UPDATE' AND OLD.rec->>'size' = NEW.rec->>'size'
-        AND OLD.rec->>'storage_class' IS NOT DISTINCT FROM NEW.rec->>'storage_class' THEN
-        RETURN NULL;
-    END IF;
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        PERFORM kura_bump(OLD.bucket, OLD.rec->>'storage_class', -1, -(OLD.rec->>'size')::BIGINT, 0, 0, 0);
-    END IF;
-    IF TG_OP IN ('UPDATE', 'INSERT') THEN
-        PERFORM kura_bump(NEW.bucket, NEW.rec->>'storage_class', 1, (NEW.rec->>'size')::BIGINT, 0, 0, 0);
-    END IF;
+    PERFORM kura_bump(t.bucket, t.class, sum(t.n)::BIGINT, sum(t.size)::BIGINT, 0, 0, 0)
+    FROM (
+        SELECT bucket, rec->>'storage_class' AS class, 1 AS n, (rec->>'size')::BIGINT AS size FROM new_rows
+        UNION ALL
+        SELECT bucket, rec->>'storage_class', -1, -(rec->>'size')::BIGINT FROM old_rows
+    ) t
+    GROUP BY t.bucket, t.class
+    HAVING sum(t.n) <> 0 OR sum(t.size) <> 0;
     RETURN NULL;
 END $$;
-CREATE TRIGGER objects_stats AFTER INSERT OR UPDATE OR DELETE ON objects
-    FOR EACH ROW EXECUTE FUNCTION kura_objects_stats();
-CREATE FUNCTION kura_uploads_stats() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE n BIGINT; total BIGINT;
+CREATE FUNCTION kura_objects_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        PERFORM kura_bump(NEW.bucket, NEW.rec->>'storage_class', 0, 0, 1, 0, 0);
-    ELSIF TG_OP = 'DELETE' THEN
-        SELECT count(*), coalesce(sum((rec->>'size')::BIGINT), 0) INTO n, total
-            FROM parts WHERE upload_id = OLD.upload_id;
-        PERFORM kura_bump(OLD.bucket, OLD.rec->>'storage_class', 0, 0, -1, -n, -total);
-    END IF;
+    PERFORM kura_bump(bucket, rec->>'storage_class', count(*), sum((rec->>'size')::BIGINT)::BIGINT, 0, 0, 0)
+    FROM new_rows GROUP BY bucket, rec->>'storage_class';
     RETURN NULL;
 END $$;
-CREATE TRIGGER uploads_stats AFTER INSERT OR DELETE ON uploads
-    FOR EACH ROW EXECUTE FUNCTION kura_uploads_stats();
+CREATE FUNCTION kura_objects_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM kura_bump(bucket, rec->>'storage_class', -count(*), -sum((rec->>'size')::BIGINT)::BIGINT, 0, 0, 0)
+    FROM old_rows GROUP BY bucket, rec->>'storage_class';
+    RETURN NULL;
+END $$;
+CREATE TRIGGER objects_stats_ins AFTER INSERT ON objects REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION kura_objects_inserted();
+CREATE TRIGGER objects_stats_upd AFTER UPDATE ON objects REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION kura_objects_stats();
+CREATE TRIGGER objects_stats_del AFTER DELETE ON objects REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION kura_objects_deleted();
+CREATE FUNCTION kura_uploads_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM kura_bump(bucket, rec->>'storage_class', 0, 0, count(*), 0, 0)
+    FROM new_rows GROUP BY bucket, rec->>'storage_class';
+    RETURN NULL;
+END $$;
+-- A deleted upload takes away itself and whatever parts it still has (Abort deletes the
+-- upload first; Complete deletes the parts first, which the parts' trigger counted).
+CREATE FUNCTION kura_uploads_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM kura_bump(t.bucket, t.class, 0, 0, -count(DISTINCT t.upload_id), -count(t.size), -coalesce(sum(t.size), 0)::BIGINT)
+    FROM (
+        SELECT u.bucket, u.rec->>'storage_class' AS class, u.upload_id, (p.rec->>'size')::BIGINT AS size
+        FROM old_rows u LEFT JOIN parts p ON p.upload_id = u.upload_id
+    ) t
+    GROUP BY t.bucket, t.class;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER uploads_stats_ins AFTER INSERT ON uploads REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION kura_uploads_inserted();
+CREATE TRIGGER uploads_stats_del AFTER DELETE ON uploads REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION kura_uploads_deleted();
+-- Parts count under their upload; parts whose upload is already gone were counted out by it.
 CREATE FUNCTION kura_parts_stats() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE b TEXT; c TEXT;
 BEGIN
-    SELECT bucket, rec->>'storage_class' INTO b, c FROM uploads
-        WHERE upload_id = coalesce(NEW.upload_id, OLD.upload_id);
-    IF NOT FOUND THEN
-        RETURN NULL;
-    END IF;
-    IF TG_OP IN ('UPDATE', 'DELETE') THEN
-        PERFORM kura_bump(b, c, 0, 0, 0, -1, -(OLD.rec->>'size')::BIGINT);
-    END IF;
-    IF TG_OP IN ('UPDATE', 'INSERT') THEN
-        PERFORM kura_bump(b, c, 0, 0, 0, 1, (NEW.rec->>'size')::BIGINT);
-    END IF;
+    PERFORM kura_bump(u.bucket, u.rec->>'storage_class', 0, 0, 0, sum(t.n)::BIGINT, sum(t.size)::BIGINT)
+    FROM (
+        SELECT upload_id, 1 AS n, (rec->>'size')::BIGINT AS size FROM new_rows
+        UNION ALL
+        SELECT upload_id, -1, -(rec->>'size')::BIGINT FROM old_rows
+    ) t JOIN uploads u ON u.upload_id = t.upload_id
+    GROUP BY u.bucket, u.rec->>'storage_class'
+    HAVING sum(t.n) <> 0 OR sum(t.size) <> 0;
     RETURN NULL;
 END $$;
-CREATE TRIGGER parts_stats AFTER INSERT OR UPDATE OR DELETE ON parts
-    FOR EACH ROW EXECUTE FUNCTION kura_parts_stats();
+CREATE FUNCTION kura_parts_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM kura_bump(u.bucket, u.rec->>'storage_class', 0, 0, 0, count(*), sum((t.rec->>'size')::BIGINT)::BIGINT)
+    FROM new_rows t JOIN uploads u ON u.upload_id = t.upload_id
+    GROUP BY u.bucket, u.rec->>'storage_class';
+    RETURN NULL;
+END $$;
+CREATE FUNCTION kura_parts_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM kura_bump(u.bucket, u.rec->>'storage_class', 0, 0, 0, -count(*), -sum((t.rec->>'size')::BIGINT)::BIGINT)
+    FROM old_rows t JOIN uploads u ON u.upload_id = t.upload_id
+    GROUP BY u.bucket, u.rec->>'storage_class';
+    RETURN NULL;
+END $$;
+CREATE TRIGGER parts_stats_ins AFTER INSERT ON parts REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION kura_parts_inserted();
+CREATE TRIGGER parts_stats_upd AFTER UPDATE ON parts REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION kura_parts_stats();
+CREATE TRIGGER parts_stats_del AFTER DELETE ON parts REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION kura_parts_deleted();
 CREATE FUNCTION kura_buckets_stats() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     DELETE FROM bucket_stats WHERE bucket = OLD.name;
