@@ -278,7 +278,8 @@ def test_disconnect_mid_part_leaves_no_part_and_no_file(server):
     while time.time() < deadline and server.tmp_files():
         time.sleep(0.1)
     assert server.tmp_files() == []
-    assert set(server.blob_files()) == before
+    # No file was added (files of objects earlier tests deleted may go meanwhile: the sweeper).
+    assert set(server.blob_files()) - before == set()
     assert owner.list_parts("cut", upload_id).parts == []
     assert not owner.object_exists("cutobj")
 
