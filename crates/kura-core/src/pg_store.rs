@@ -11,9 +11,10 @@
 //! serialization failures (40001, which CockroachDB and YugabyteDB raise for conflicts) are
 //! retried the same way. Foreign keys keep objects and uploads from outliving their bucket.
 //!
-//! The SQL is plain: no stored procedures, no advisory locks, no PostgreSQL-only syntax
-//! beyond `COLLATE "C"` (keys sort by bytes, as S3 and OSS list them), `jsonb` and
-//! `unnest`, which CockroachDB and YugabyteDB also have.
+//! The SQL is plain: no advisory locks, no PostgreSQL-only syntax beyond `COLLATE "C"` (keys
+//! sort by bytes, as S3 and OSS list them), `jsonb` and `unnest`, which CockroachDB and
+//! YugabyteDB also have; the one exception is the bucket statistics (migration 5), kept by
+//! PL/pgSQL statement-level triggers with transition tables.
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -145,36 +146,61 @@ CREATE TABLE bucket_stats (
 CREATE FUNCTION kura_bump(b TEXT, c TEXT, o BIGINT, s BIGINT, u BIGINT, p BIGINT, ps BIGINT) RETURNS void
 LANGUAGE sql AS $$
     INSERT INTO bucket_stats AS t (bucket, class, shard, objects, bytes, uploads, parts, part_bytes)
-    VALUES (b, coalesce(c, 'Standard'), floor(random() * 16)::INT, o, s, u, p, ps)
+    VALUES (b, coalesce(c, 'Standard'), (txid_current() % 16)::INT, o, s, u, p, ps)
     ON CONFLICT (bucket, class, shard) DO UPDATE SET
         objects = t.objects + excluded.objects, bytes = t.bytes + excluded.bytes,
         uploads = t.uploads + excluded.uploads, parts = t.parts + excluded.parts,
         part_bytes = t.part_bytes + excluded.part_bytes
 $$;
 -- Statement-level triggers over the transition tables: a Complete that drops 10,000 parts
--- makes one aggregate, not 10,000 trigger calls.
-CREATE FUNCTION kura_objects_stats() RETURNS trigger LANGUAGE plpgsql AS $$
+-- makes one aggregate, not 10,000 trigger calls. Each transaction adds to one shard row per
+-- (bucket, class) (its id modulo 16), in (bucket, class) order, so two writers never lock
+-- the same rows in opposite orders.
+CREATE FUNCTION kura_bump_all(changes REFCURSOR) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE r RECORD;
 BEGIN
-    PERFORM kura_bump(t.bucket, t.class, sum(t.n)::BIGINT, sum(t.size)::BIGINT, 0, 0, 0)
-    FROM (
-        SELECT bucket, rec->>'storage_class' AS class, 1 AS n, (rec->>'size')::BIGINT AS size FROM new_rows
-        UNION ALL
-        SELECT bucket, rec->>'storage_class', -1, -(rec->>'size')::BIGINT FROM old_rows
-    ) t
-    GROUP BY t.bucket, t.class
-    HAVING sum(t.n) <> 0 OR sum(t.size) <> 0;
+    LOOP
+        FETCH changes INTO r;
+        EXIT WHEN NOT FOUND;
+        PERFORM kura_bump(r.bucket, r.class, r.o, r.s, r.u, r.p, r.ps);
+    END LOOP;
+    CLOSE changes;
+END $$;
+CREATE FUNCTION kura_objects_stats() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE c REFCURSOR;
+BEGIN
+    OPEN c FOR
+        SELECT t.bucket, t.class, sum(t.n)::BIGINT AS o, sum(t.size)::BIGINT AS s, 0::BIGINT AS u,
+               0::BIGINT AS p, 0::BIGINT AS ps
+        FROM (
+            SELECT bucket, rec->>'storage_class' AS class, 1 AS n, (rec->>'size')::BIGINT AS size FROM new_rows
+            UNION ALL
+            SELECT bucket, rec->>'storage_class', -1, -(rec->>'size')::BIGINT FROM old_rows
+        ) t
+        GROUP BY t.bucket, t.class
+        HAVING sum(t.n) <> 0 OR sum(t.size) <> 0
+        ORDER BY t.bucket, t.class;
+    PERFORM kura_bump_all(c);
     RETURN NULL;
 END $$;
 CREATE FUNCTION kura_objects_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE c REFCURSOR;
 BEGIN
-    PERFORM kura_bump(bucket, rec->>'storage_class', count(*), sum((rec->>'size')::BIGINT)::BIGINT, 0, 0, 0)
-    FROM new_rows GROUP BY bucket, rec->>'storage_class';
+    OPEN c FOR
+        SELECT bucket, rec->>'storage_class' AS class, count(*) AS o, sum((rec->>'size')::BIGINT)::BIGINT AS s,
+               0::BIGINT AS u, 0::BIGINT AS p, 0::BIGINT AS ps
+        FROM new_rows GROUP BY 1, 2 ORDER BY 1, 2;
+    PERFORM kura_bump_all(c);
     RETURN NULL;
 END $$;
 CREATE FUNCTION kura_objects_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE c REFCURSOR;
 BEGIN
-    PERFORM kura_bump(bucket, rec->>'storage_class', -count(*), -sum((rec->>'size')::BIGINT)::BIGINT, 0, 0, 0)
-    FROM old_rows GROUP BY bucket, rec->>'storage_class';
+    OPEN c FOR
+        SELECT bucket, rec->>'storage_class' AS class, -count(*) AS o, -sum((rec->>'size')::BIGINT)::BIGINT AS s,
+               0::BIGINT AS u, 0::BIGINT AS p, 0::BIGINT AS ps
+        FROM old_rows GROUP BY 1, 2 ORDER BY 1, 2;
+    PERFORM kura_bump_all(c);
     RETURN NULL;
 END $$;
 CREATE TRIGGER objects_stats_ins AFTER INSERT ON objects REFERENCING NEW TABLE AS new_rows
@@ -184,21 +210,29 @@ CREATE TRIGGER objects_stats_upd AFTER UPDATE ON objects REFERENCING OLD TABLE A
 CREATE TRIGGER objects_stats_del AFTER DELETE ON objects REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION kura_objects_deleted();
 CREATE FUNCTION kura_uploads_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE c REFCURSOR;
 BEGIN
-    PERFORM kura_bump(bucket, rec->>'storage_class', 0, 0, count(*), 0, 0)
-    FROM new_rows GROUP BY bucket, rec->>'storage_class';
+    OPEN c FOR
+        SELECT bucket, rec->>'storage_class' AS class, 0::BIGINT AS o, 0::BIGINT AS s, count(*) AS u,
+               0::BIGINT AS p, 0::BIGINT AS ps
+        FROM new_rows GROUP BY 1, 2 ORDER BY 1, 2;
+    PERFORM kura_bump_all(c);
     RETURN NULL;
 END $$;
 -- A deleted upload takes away itself and whatever parts it still has (Abort deletes the
 -- upload first; Complete deletes the parts first, which the parts' trigger counted).
 CREATE FUNCTION kura_uploads_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE c REFCURSOR;
 BEGIN
-    PERFORM kura_bump(t.bucket, t.class, 0, 0, -count(DISTINCT t.upload_id), -count(t.size), -coalesce(sum(t.size), 0)::BIGINT)
-    FROM (
-        SELECT u.bucket, u.rec->>'storage_class' AS class, u.upload_id, (p.rec->>'size')::BIGINT AS size
-        FROM old_rows u LEFT JOIN parts p ON p.upload_id = u.upload_id
-    ) t
-    GROUP BY t.bucket, t.class;
+    OPEN c FOR
+        SELECT t.bucket, t.class, 0::BIGINT AS o, 0::BIGINT AS s, -count(DISTINCT t.upload_id) AS u,
+               -count(t.size) AS p, -coalesce(sum(t.size), 0)::BIGINT AS ps
+        FROM (
+            SELECT u.bucket, u.rec->>'storage_class' AS class, u.upload_id, (p.rec->>'size')::BIGINT AS size
+            FROM old_rows u LEFT JOIN parts p ON p.upload_id = u.upload_id
+        ) t
+        GROUP BY 1, 2 ORDER BY 1, 2;
+    PERFORM kura_bump_all(c);
     RETURN NULL;
 END $$;
 CREATE TRIGGER uploads_stats_ins AFTER INSERT ON uploads REFERENCING NEW TABLE AS new_rows
@@ -206,36 +240,49 @@ CREATE TRIGGER uploads_stats_ins AFTER INSERT ON uploads REFERENCING NEW TABLE A
 CREATE TRIGGER uploads_stats_del AFTER DELETE ON uploads REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION kura_uploads_deleted();
 -- Parts count under their upload; parts whose upload is already gone were counted out by it.
-CREATE FUNCTION kura_parts_stats() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION kura_parts_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE c REFCURSOR;
 BEGIN
-    PERFORM kura_bump(u.bucket, u.rec->>'storage_class', 0, 0, 0, sum(t.n)::BIGINT, sum(t.size)::BIGINT)
-    FROM (
-        SELECT upload_id, 1 AS n, (rec->>'size')::BIGINT AS size FROM new_rows
-        UNION ALL
-        SELECT upload_id, -1, -(rec->>'size')::BIGINT FROM old_rows
-    ) t JOIN uploads u ON u.upload_id = t.upload_id
-    GROUP BY u.bucket, u.rec->>'storage_class'
-    HAVING sum(t.n) <> 0 OR sum(t.size) <> 0;
+    OPEN c FOR
+        SELECT u.bucket, u.rec->>'storage_class' AS class, 0::BIGINT AS o, 0::BIGINT AS s, 0::BIGINT AS u,
+               sum(t.n)::BIGINT AS p, sum(t.size)::BIGINT AS ps
+        FROM (
+            SELECT upload_id, 1 AS n, (rec->>'size')::BIGINT AS size FROM new_rows
+            UNION ALL
+            SELECT upload_id, -1, -(rec->>'size')::BIGINT FROM old_rows
+        ) t JOIN uploads u ON u.upload_id = t.upload_id
+        GROUP BY 1, 2
+        HAVING sum(t.n) <> 0 OR sum(t.size) <> 0
+        ORDER BY 1, 2;
+    PERFORM kura_bump_all(c);
     RETURN NULL;
 END $$;
 CREATE FUNCTION kura_parts_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE c REFCURSOR;
 BEGIN
-    PERFORM kura_bump(u.bucket, u.rec->>'storage_class', 0, 0, 0, count(*), sum((t.rec->>'size')::BIGINT)::BIGINT)
-    FROM new_rows t JOIN uploads u ON u.upload_id = t.upload_id
-    GROUP BY u.bucket, u.rec->>'storage_class';
+    OPEN c FOR
+        SELECT u.bucket, u.rec->>'storage_class' AS class, 0::BIGINT AS o, 0::BIGINT AS s, 0::BIGINT AS u,
+               count(*) AS p, sum((t.rec->>'size')::BIGINT)::BIGINT AS ps
+        FROM new_rows t JOIN uploads u ON u.upload_id = t.upload_id
+        GROUP BY 1, 2 ORDER BY 1, 2;
+    PERFORM kura_bump_all(c);
     RETURN NULL;
 END $$;
 CREATE FUNCTION kura_parts_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE c REFCURSOR;
 BEGIN
-    PERFORM kura_bump(u.bucket, u.rec->>'storage_class', 0, 0, 0, -count(*), -sum((t.rec->>'size')::BIGINT)::BIGINT)
-    FROM old_rows t JOIN uploads u ON u.upload_id = t.upload_id
-    GROUP BY u.bucket, u.rec->>'storage_class';
+    OPEN c FOR
+        SELECT u.bucket, u.rec->>'storage_class' AS class, 0::BIGINT AS o, 0::BIGINT AS s, 0::BIGINT AS u,
+               -count(*) AS p, -sum((t.rec->>'size')::BIGINT)::BIGINT AS ps
+        FROM old_rows t JOIN uploads u ON u.upload_id = t.upload_id
+        GROUP BY 1, 2 ORDER BY 1, 2;
+    PERFORM kura_bump_all(c);
     RETURN NULL;
 END $$;
 CREATE TRIGGER parts_stats_ins AFTER INSERT ON parts REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION kura_parts_inserted();
 CREATE TRIGGER parts_stats_upd AFTER UPDATE ON parts REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION kura_parts_stats();
+    FOR EACH STATEMENT EXECUTE FUNCTION kura_parts_changed();
 CREATE TRIGGER parts_stats_del AFTER DELETE ON parts REFERENCING OLD TABLE AS old_rows
     FOR EACH STATEMENT EXECUTE FUNCTION kura_parts_deleted();
 CREATE FUNCTION kura_buckets_stats() RETURNS trigger LANGUAGE plpgsql AS $$
