@@ -106,6 +106,21 @@ pub struct CompleteRequest {
     pub expected_checksum: Option<(kura_proto::checksum::Algorithm, Vec<u8>)>,
 }
 
+impl CompleteRequest {
+    /// The answer this Complete gives (and keeps for its retries) once it has made `rec`.
+    pub fn outcome(&self, rec: &ObjectRecord) -> CompletedUpload {
+        CompletedUpload {
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            request_fingerprint: self.selection.fingerprint(),
+            etag: rec.etag.clone(),
+            crc64: rec.crc64,
+            size: rec.size,
+            completed_ms: self.now_ms,
+        }
+    }
+}
+
 /// The Complete request's expected checksum against the object it would create. A mismatch
 /// (or an object without that checksum) is BadDigest, found before the commit, so a failed
 /// Complete changes nothing and the upload can be completed again.

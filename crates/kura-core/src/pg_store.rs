@@ -1689,15 +1689,7 @@ impl MetaStore for PgStore {
             rt(tx)
                 .execute("DELETE FROM uploads WHERE upload_id = $1", &[&upload_id])
                 .await?;
-            let outcome = CompletedUpload {
-                bucket: bucket.to_string(),
-                key: key.to_string(),
-                request_fingerprint: req.selection.fingerprint(),
-                etag: rec.etag.clone(),
-                crc64: rec.crc64,
-                size: rec.size,
-                completed_ms: req.now_ms,
-            };
+            let outcome = req.outcome(&rec);
             rt(tx)
                 .execute(
                     "INSERT INTO completed (upload_id, completed_ms, rec) VALUES ($1, $2, $3)",

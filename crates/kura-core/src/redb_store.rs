@@ -1040,15 +1040,7 @@ impl BlockingMetaStore for RedbStore {
                     item.map_err(db_err)?;
                 }
                 uploads.remove((bucket, key, upload_id)).map_err(db_err)?;
-                outcome = CompletedUpload {
-                    bucket: bucket.to_string(),
-                    key: key.to_string(),
-                    request_fingerprint: req.selection.fingerprint(),
-                    etag: rec.etag.clone(),
-                    crc64: rec.crc64,
-                    size: rec.size,
-                    completed_ms: req.now_ms,
-                };
+                outcome = req.outcome(&rec);
                 let mut completed = txn.open_table(COMPLETED).map_err(db_err)?;
                 completed.insert(upload_id, enc(&outcome)?.as_slice()).map_err(db_err)?;
             }
